@@ -1,0 +1,851 @@
+//! Type and shape inference for the MIL ops malus knows. The builder and the validator both call
+//! [`infer`], so a program built in code and the same program parsed from text are checked alike.
+
+use crate::error::InferError;
+use crate::shapes::{self, fmt_shape};
+use crate::types::{DType, Dim, Shape, Type};
+use crate::value::Literal;
+
+/// One argument as inference sees it: its type and, when it is a constant, its value.
+#[derive(Clone, Copy, Debug)]
+pub struct Arg<'a> {
+    pub ty: &'a Type,
+    pub value: Option<&'a Literal>,
+}
+
+/// An argument value: a single operand or a tuple of them (`values = (a, b)`).
+#[derive(Clone, Debug)]
+pub enum ArgVal<'a> {
+    One(Arg<'a>),
+    Many(Vec<Arg<'a>>),
+}
+
+/// Whether an argument must be given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Req {
+    Required,
+    Optional,
+}
+
+use Req::{Optional as O, Required as R};
+
+type InferFn = fn(&Ctx) -> Result<Vec<Type>, InferError>;
+
+/// The signature of a known op: its arguments and its inference rule.
+pub struct OpSpec {
+    pub name: &'static str,
+    pub args: &'static [(&'static str, Req)],
+    infer: InferFn,
+}
+
+macro_rules! spec {
+    ($name:literal, [$($arg:literal : $req:ident),*], $f:expr) => {
+        OpSpec { name: $name, args: &[$(($arg, $req)),*], infer: $f }
+    };
+}
+
+/// Every op with an inference rule.
+pub static OPS: &[OpSpec] = &[
+    spec!("const", ["val": R], |c| Ok(vec![c.arg("val")?.ty.clone()])),
+    spec!("cast", ["x": R, "dtype": R], infer_cast),
+    spec!("identity", ["x": R], |c| Ok(vec![c.arg("x")?.ty.clone()])),
+    spec!("sqrt", ["x": R], unary_float),
+    spec!("rsqrt", ["x": R, "epsilon": O], unary_float),
+    spec!("exp", ["x": R], unary_float),
+    spec!("log", ["x": R, "epsilon": O], unary_float),
+    spec!("sigmoid", ["x": R], unary_float),
+    spec!("silu", ["x": R], unary_float),
+    spec!("tanh", ["x": R], unary_float),
+    spec!("relu", ["x": R], unary_float),
+    spec!("gelu", ["x": R, "mode": O], infer_gelu),
+    spec!("add", ["x": R, "y": R], binary),
+    spec!("sub", ["x": R, "y": R], binary),
+    spec!("mul", ["x": R, "y": R], binary),
+    spec!("real_div", ["x": R, "y": R], binary),
+    spec!("maximum", ["x": R, "y": R], binary),
+    spec!("minimum", ["x": R, "y": R], binary),
+    spec!("pow", ["x": R, "y": R], binary),
+    spec!("softmax", ["x": R, "axis": O], infer_softmax),
+    spec!("reduce_sum", ["x": R, "axes": O, "keep_dims": O], infer_reduce),
+    spec!("reduce_mean", ["x": R, "axes": O, "keep_dims": O], infer_reduce),
+    spec!("reduce_max", ["x": R, "axes": O, "keep_dims": O], infer_reduce),
+    spec!("slice_by_size", ["x": R, "begin": R, "size": R], infer_slice_by_size),
+    spec!(
+        "slice_by_index",
+        ["x": R, "begin": R, "end": R, "stride": O, "begin_mask": O, "end_mask": O, "squeeze_mask": O],
+        infer_slice_by_index
+    ),
+    spec!("reshape", ["x": R, "shape": R], infer_reshape),
+    spec!("transpose", ["x": R, "perm": R], infer_transpose),
+    spec!("concat", ["values": R, "axis": R, "interleave": O], infer_concat),
+    spec!("split", ["x": R, "num_splits": O, "split_sizes": O, "axis": R], infer_split),
+    spec!("expand_dims", ["x": R, "axes": R], infer_expand_dims),
+    spec!("squeeze", ["x": R, "axes": O], infer_squeeze),
+    spec!(
+        "layer_norm",
+        ["x": R, "axes": O, "gamma": O, "beta": O, "epsilon": O],
+        infer_layer_norm
+    ),
+    spec!("linear", ["x": R, "weight": R, "bias": O], infer_linear),
+    spec!("matmul", ["x": R, "y": R, "transpose_x": O, "transpose_y": O], infer_matmul),
+    spec!(
+        "conv",
+        ["x": R, "weight": R, "bias": O, "strides": O, "pad_type": O, "pad": O, "dilations": O, "groups": O],
+        infer_conv
+    ),
+    spec!("select", ["cond": R, "a": R, "b": R], infer_select),
+    spec!(
+        "quantize",
+        ["input": R, "zero_point": O, "scale": R, "axis": O, "output_dtype": R],
+        infer_quantize
+    ),
+    spec!("dequantize", ["input": R, "zero_point": O, "scale": R, "axis": O], infer_dequantize),
+    spec!(
+        "constexpr_affine_dequantize",
+        ["quantized_data": R, "zero_point": R, "scale": R, "axis": R],
+        infer_affine_dequantize
+    ),
+];
+
+/// The spec of a known op.
+pub fn op_spec(op: &str) -> Option<&'static OpSpec> {
+    OPS.iter().find(|s| s.name == op)
+}
+
+/// Infers the result types of `op` from its named arguments. Returns `Ok(None)` for ops without an
+/// inference rule (they are checked only structurally).
+pub fn infer(op: &str, args: &[(&str, ArgVal<'_>)]) -> Result<Option<Vec<Type>>, InferError> {
+    let Some(spec) = op_spec(op) else {
+        return Ok(None);
+    };
+    for (name, _) in args {
+        if !spec.args.iter().any(|(a, _)| a == name) {
+            let known: Vec<&str> = spec.args.iter().map(|(a, _)| *a).collect();
+            return Err(InferError::new(
+                op,
+                Some(name),
+                format!("unknown argument (known: {})", known.join(", ")),
+            ));
+        }
+    }
+    for (a, req) in spec.args {
+        if *req == Req::Required && !args.iter().any(|(n, _)| n == a) {
+            return Err(InferError::new(op, Some(a), "missing required argument"));
+        }
+    }
+    (spec.infer)(&Ctx { op, args }).map(Some)
+}
+
+/// Access to an op's arguments with errors that name the op and argument.
+struct Ctx<'c, 'a> {
+    op: &'c str,
+    args: &'c [(&'c str, ArgVal<'a>)],
+}
+
+impl<'a> Ctx<'_, 'a> {
+    fn err<T>(&self, arg: &str, msg: impl Into<String>) -> Result<T, InferError> {
+        Err(InferError::new(self.op, Some(arg), msg))
+    }
+
+    fn get(&self, name: &str) -> Option<&ArgVal<'a>> {
+        self.args.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn arg(&self, name: &str) -> Result<Arg<'a>, InferError> {
+        match self.get(name) {
+            Some(ArgVal::One(a)) => Ok(*a),
+            Some(ArgVal::Many(_)) => self.err(name, "expected a single value, found a tuple"),
+            None => self.err(name, "missing required argument"),
+        }
+    }
+
+    /// A tensor argument's dtype and shape.
+    fn tensor(&self, name: &str) -> Result<(DType, &'a [Dim]), InferError> {
+        let a = self.arg(name)?;
+        match a.ty {
+            Type::Tensor { dtype, shape } => Ok((*dtype, shape.as_slice())),
+            other => self.err(name, format!("expected a tensor, found {other:?}")),
+        }
+    }
+
+    fn float_tensor(&self, name: &str) -> Result<(DType, &'a [Dim]), InferError> {
+        let (d, s) = self.tensor(name)?;
+        if !d.is_float() {
+            return self.err(name, format!("expected a floating-point tensor, found {d}"));
+        }
+        Ok((d, s))
+    }
+
+    /// A constant integer list (scalar accepted as a one-element list). `None` when the argument
+    /// is present but not a constant.
+    fn ints_if_const(&self, name: &str) -> Result<Option<Vec<i64>>, InferError> {
+        let a = self.arg(name)?;
+        match a.ty.dtype() {
+            Some(d) if d.is_int() => {}
+            _ => return self.err(name, format!("expected an integer tensor, found {:?}", a.ty)),
+        }
+        match a.value {
+            None => Ok(None),
+            Some(l) => match l.to_i64s() {
+                Some(v) => Ok(Some(v)),
+                None => self.err(name, "expected integer values"),
+            },
+        }
+    }
+
+    fn const_ints(&self, name: &str) -> Result<Vec<i64>, InferError> {
+        self.ints_if_const(name)?
+            .map_or_else(|| self.err(name, "must be a constant"), Ok)
+    }
+
+    fn opt_const_ints(&self, name: &str) -> Result<Option<Vec<i64>>, InferError> {
+        if self.has(name) {
+            self.const_ints(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn const_int(&self, name: &str) -> Result<i64, InferError> {
+        let v = self.const_ints(name)?;
+        match v.as_slice() {
+            [x] if self.arg(name)?.ty.rank().unwrap_or(0) <= 1 => Ok(*x),
+            _ => self.err(name, "expected a single integer"),
+        }
+    }
+
+    fn opt_const_int(&self, name: &str, default: i64) -> Result<i64, InferError> {
+        if self.has(name) { self.const_int(name) } else { Ok(default) }
+    }
+
+    fn opt_const_bool(&self, name: &str, default: bool) -> Result<bool, InferError> {
+        if !self.has(name) {
+            return Ok(default);
+        }
+        let a = self.arg(name)?;
+        if a.ty.dtype() != Some(DType::Bool) {
+            return self.err(name, format!("expected bool, found {:?}", a.ty));
+        }
+        match a.value.and_then(|l| l.as_scalar_bool()) {
+            Some(b) => Ok(b),
+            None => self.err(name, "must be a constant bool"),
+        }
+    }
+
+    fn opt_const_bools(&self, name: &str, n: usize) -> Result<Vec<bool>, InferError> {
+        if !self.has(name) {
+            return Ok(vec![false; n]);
+        }
+        let a = self.arg(name)?;
+        match a.value.and_then(|l| l.to_bools()) {
+            Some(v) if v.len() == n => Ok(v),
+            Some(v) => self.err(name, format!("expected {n} values, found {}", v.len())),
+            None => self.err(name, "must be a constant bool tensor"),
+        }
+    }
+
+    fn const_str(&self, name: &str) -> Result<String, InferError> {
+        let a = self.arg(name)?;
+        match a.value.and_then(|l| l.as_str()) {
+            Some(s) => Ok(s.to_string()),
+            None => self.err(name, "must be a constant string"),
+        }
+    }
+
+    fn axis(&self, name: &str, axis: i64, rank: usize) -> Result<usize, InferError> {
+        shapes::norm_axis(axis, rank).or_else(|m| self.err(name, m))
+    }
+
+    fn axes(&self, name: &str, axes: &[i64], rank: usize) -> Result<Vec<usize>, InferError> {
+        let mut out = Vec::new();
+        for &a in axes {
+            let n = self.axis(name, a, rank)?;
+            if out.contains(&n) {
+                return self.err(name, format!("axis {a} is given twice"));
+            }
+            out.push(n);
+        }
+        Ok(out)
+    }
+}
+
+fn tensor(dtype: DType, shape: Shape) -> Type {
+    Type::Tensor { dtype, shape }
+}
+
+fn infer_cast(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (_, s) = c.tensor("x")?;
+    let name = c.const_str("dtype")?;
+    let d = DType::from_name(&name)
+        .filter(|d| *d != DType::String)
+        .map_or_else(|| c.err("dtype", format!("unknown target dtype {name:?}")), Ok)?;
+    Ok(vec![tensor(d, s.to_vec())])
+}
+
+fn unary_float(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.float_tensor("x")?;
+    if c.has("epsilon") {
+        let (ed, es) = c.tensor("epsilon")?;
+        if ed != d || !es.is_empty() {
+            return c.err("epsilon", format!("expected a {d} scalar"));
+        }
+    }
+    Ok(vec![tensor(d, s.to_vec())])
+}
+
+fn infer_gelu(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    if c.has("mode") {
+        let m = c.const_str("mode")?;
+        if !["EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION"].contains(&m.as_str()) {
+            return c.err("mode", format!("unknown gelu mode {m:?}"));
+        }
+    }
+    unary_float(c)
+}
+
+fn binary(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (dx, sx) = c.tensor("x")?;
+    let (dy, sy) = c.tensor("y")?;
+    if dx != dy {
+        return c.err("y", format!("dtype {dy} differs from x's {dx}"));
+    }
+    if dx == DType::String || dx == DType::Bool {
+        return c.err("x", format!("{dx} is not a numeric dtype"));
+    }
+    let s = shapes::broadcast(sx, sy).or_else(|m| c.err("y", m))?;
+    Ok(vec![tensor(dx, s)])
+}
+
+fn infer_softmax(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.float_tensor("x")?;
+    let axis = c.opt_const_int("axis", -1)?;
+    c.axis("axis", axis, s.len())?;
+    Ok(vec![tensor(d, s.to_vec())])
+}
+
+fn infer_reduce(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let keep = c.opt_const_bool("keep_dims", false)?;
+    let axes = match c.opt_const_ints("axes")? {
+        Some(a) => c.axes("axes", &a, s.len())?,
+        None => (0..s.len()).collect(),
+    };
+    let out = s
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &dim)| match (axes.contains(&i), keep) {
+            (false, _) => Some(dim),
+            (true, true) => Some(Dim::Known(1)),
+            (true, false) => None,
+        })
+        .collect();
+    Ok(vec![tensor(d, out)])
+}
+
+fn infer_slice_by_size(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let begin = c.ints_if_const("begin")?;
+    let size = c.ints_if_const("size")?;
+    for (name, v) in [("begin", &begin), ("size", &size)] {
+        if let Some(v) = v {
+            if v.len() != s.len() {
+                return c.err(name, format!("has {} entries but x has rank {}", v.len(), s.len()));
+            }
+        }
+    }
+    let Some(size) = size else {
+        return Ok(vec![tensor(d, vec![Dim::Unknown; s.len()])]);
+    };
+    let mut out = Vec::with_capacity(s.len());
+    for (i, &sz) in size.iter().enumerate() {
+        let b = begin.as_ref().map(|b| b[i]);
+        if let Some(b) = b {
+            if b < 0 {
+                return c.err("begin", format!("begin[{i}] = {b} is negative"));
+            }
+        }
+        out.push(match (sz, s[i], b) {
+            (-1, Dim::Known(dim), Some(b)) if (b as usize) <= dim => Dim::Known(dim - b as usize),
+            (-1, Dim::Known(dim), Some(b)) => {
+                return c.err("begin", format!("begin[{i}] = {b} exceeds the extent {dim}"));
+            }
+            (-1, _, _) => Dim::Unknown,
+            (sz, dim, b) if sz >= 0 => {
+                if let (Dim::Known(dim), Some(b)) = (dim, b) {
+                    if b as usize + sz as usize > dim {
+                        return c.err(
+                            "size",
+                            format!("slice [{b}, {}) on axis {i} exceeds the extent {dim}", b + sz),
+                        );
+                    }
+                }
+                Dim::Known(sz as usize)
+            }
+            (sz, _, _) => return c.err("size", format!("size[{i}] = {sz} is invalid")),
+        });
+    }
+    Ok(vec![tensor(d, out)])
+}
+
+fn infer_slice_by_index(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let r = s.len();
+    let begin = c.ints_if_const("begin")?;
+    let end = c.ints_if_const("end")?;
+    let stride = c.opt_const_ints("stride")?.unwrap_or(vec![1; r]);
+    let bm = c.opt_const_bools("begin_mask", r)?;
+    let em = c.opt_const_bools("end_mask", r)?;
+    let sm = c.opt_const_bools("squeeze_mask", r)?;
+    for (name, v) in [("begin", &begin), ("end", &end), ("stride", &Some(stride.clone()))] {
+        if let Some(v) = v {
+            if v.len() != r {
+                return c.err(name, format!("has {} entries but x has rank {r}", v.len()));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(r);
+    for i in 0..r {
+        let dim = match (s[i], &begin, &end) {
+            (Dim::Known(dim), Some(b), Some(e)) => {
+                let ax = shapes::slice_by_index_axis(dim, b[i], e[i], stride[i], bm[i], em[i])
+                    .or_else(|m| c.err("stride", format!("axis {i}: {m}")))?;
+                Dim::Known(ax.len)
+            }
+            (Dim::Known(dim), _, _) if bm[i] && em[i] && stride[i] == 1 => Dim::Known(dim),
+            _ => Dim::Unknown,
+        };
+        if sm[i] {
+            if let Dim::Known(n) = dim {
+                if n != 1 {
+                    return c.err("squeeze_mask", format!("axis {i} is squeezed but selects {n} elements"));
+                }
+            }
+        } else {
+            out.push(dim);
+        }
+    }
+    Ok(vec![tensor(d, out)])
+}
+
+fn infer_reshape(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    match c.ints_if_const("shape")? {
+        Some(t) => {
+            let out = shapes::reshape_target(s, &t).or_else(|m| c.err("shape", m))?;
+            Ok(vec![tensor(d, out)])
+        }
+        None => {
+            let rank = match c.arg("shape")?.ty.shape() {
+                Some([Dim::Known(n)]) => *n,
+                _ => return c.err("shape", "must be a rank-1 tensor of known length"),
+            };
+            Ok(vec![tensor(d, vec![Dim::Unknown; rank])])
+        }
+    }
+}
+
+fn infer_transpose(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let perm = c.const_ints("perm")?;
+    let axes = c.axes("perm", &perm, s.len())?;
+    if axes.len() != s.len() {
+        return c.err("perm", format!("has {} entries but x has rank {}", axes.len(), s.len()));
+    }
+    Ok(vec![tensor(d, axes.iter().map(|&a| s[a]).collect())])
+}
+
+fn infer_concat(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let items: Vec<Arg> = match c.get("values") {
+        Some(ArgVal::Many(v)) => v.clone(),
+        Some(ArgVal::One(a)) => vec![*a],
+        None => return c.err("values", "missing required argument"),
+    };
+    let Some(first) = items.first() else {
+        return c.err("values", "needs at least one tensor");
+    };
+    let (Some(d), Some(s0)) = (first.ty.dtype(), first.ty.shape()) else {
+        return c.err("values", "expected tensors");
+    };
+    let interleave = c.opt_const_bool("interleave", false)?;
+    let axis = c.axis("axis", c.const_int("axis")?, s0.len())?;
+    let mut out = s0.to_vec();
+    let mut total = Some(0usize);
+    for (k, it) in items.iter().enumerate() {
+        let (Some(dk), Some(sk)) = (it.ty.dtype(), it.ty.shape()) else {
+            return c.err("values", format!("item {k} is not a tensor"));
+        };
+        if dk != d {
+            return c.err("values", format!("item {k} has dtype {dk}, item 0 has {d}"));
+        }
+        if sk.len() != s0.len() {
+            return c.err("values", format!("item {k} has rank {}, item 0 has {}", sk.len(), s0.len()));
+        }
+        for i in 0..sk.len() {
+            if i != axis && !sk[i].compatible(out[i]) {
+                return c.err(
+                    "values",
+                    format!(
+                        "item {k} has shape {}, incompatible with {} outside axis {axis}",
+                        fmt_shape(sk),
+                        fmt_shape(s0)
+                    ),
+                );
+            }
+            if i != axis && out[i] == Dim::Unknown {
+                out[i] = sk[i];
+            }
+        }
+        if interleave && !sk[axis].compatible(s0[axis]) {
+            return c.err("values", "interleaved tensors must have equal shapes");
+        }
+        total = match (total, sk[axis]) {
+            (Some(t), Dim::Known(n)) => Some(t + n),
+            _ => None,
+        };
+    }
+    out[axis] = total.map_or(Dim::Unknown, Dim::Known);
+    Ok(vec![tensor(d, out)])
+}
+
+fn infer_split(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let axis = c.axis("axis", c.const_int("axis")?, s.len())?;
+    let sizes: Vec<Dim> = match (c.has("num_splits"), c.has("split_sizes")) {
+        (true, false) => {
+            let n = c.const_int("num_splits")?;
+            if n <= 0 {
+                return c.err("num_splits", "must be positive");
+            }
+            match s[axis] {
+                Dim::Known(dim) if dim % n as usize != 0 => {
+                    return c.err("num_splits", format!("{n} does not divide the extent {dim}"));
+                }
+                Dim::Known(dim) => vec![Dim::Known(dim / n as usize); n as usize],
+                Dim::Unknown => vec![Dim::Unknown; n as usize],
+            }
+        }
+        (false, true) => {
+            let v = c.const_ints("split_sizes")?;
+            if v.iter().any(|&x| x < 0) {
+                return c.err("split_sizes", "sizes must be non-negative");
+            }
+            if let Dim::Known(dim) = s[axis] {
+                if v.iter().sum::<i64>() != dim as i64 {
+                    return c.err("split_sizes", format!("sizes {v:?} do not sum to the extent {dim}"));
+                }
+            }
+            v.iter().map(|&x| Dim::Known(x as usize)).collect()
+        }
+        _ => return c.err("num_splits", "give exactly one of num_splits and split_sizes"),
+    };
+    Ok(sizes
+        .into_iter()
+        .map(|n| {
+            let mut o = s.to_vec();
+            o[axis] = n;
+            tensor(d, o)
+        })
+        .collect())
+}
+
+fn infer_expand_dims(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let axes = c.const_ints("axes")?;
+    let out_rank = s.len() + axes.len();
+    let axes = c.axes("axes", &axes, out_rank)?;
+    let mut it = s.iter();
+    let out = (0..out_rank)
+        .map(|i| if axes.contains(&i) { Dim::Known(1) } else { *it.next().unwrap_or(&Dim::Unknown) })
+        .collect();
+    Ok(vec![tensor(d, out)])
+}
+
+fn infer_squeeze(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let axes = match c.opt_const_ints("axes")? {
+        Some(a) => {
+            let axes = c.axes("axes", &a, s.len())?;
+            for &a in &axes {
+                if let Dim::Known(n) = s[a] {
+                    if n != 1 {
+                        return c.err("axes", format!("axis {a} has extent {n}, not 1"));
+                    }
+                }
+            }
+            axes
+        }
+        None => (0..s.len()).filter(|&i| s[i] == Dim::Known(1)).collect(),
+    };
+    let out = (0..s.len()).filter(|i| !axes.contains(i)).map(|i| s[i]).collect();
+    Ok(vec![tensor(d, out)])
+}
+
+fn infer_layer_norm(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.float_tensor("x")?;
+    let axes = match c.opt_const_ints("axes")? {
+        Some(a) => c.axes("axes", &a, s.len())?,
+        None => (0..s.len()).collect(),
+    };
+    let norm_shape: Vec<Dim> = axes.iter().map(|&a| s[a]).collect();
+    for p in ["gamma", "beta"] {
+        if c.has(p) {
+            let (pd, ps) = c.tensor(p)?;
+            if pd != d {
+                return c.err(p, format!("dtype {pd} differs from x's {d}"));
+            }
+            if ps.len() != norm_shape.len() || ps.iter().zip(&norm_shape).any(|(a, b)| !a.compatible(*b)) {
+                return c.err(
+                    p,
+                    format!("shape {} must equal the normalised shape {}", fmt_shape(ps), fmt_shape(&norm_shape)),
+                );
+            }
+        }
+    }
+    if c.has("epsilon") {
+        let (_, es) = c.tensor("epsilon")?;
+        if !es.is_empty() {
+            return c.err("epsilon", "must be a scalar");
+        }
+    }
+    Ok(vec![tensor(d, s.to_vec())])
+}
+
+fn infer_linear(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let (wd, ws) = c.tensor("weight")?;
+    if wd != d {
+        return c.err("weight", format!("dtype {wd} differs from x's {d}"));
+    }
+    let (Some(&k), [o, wk]) = (s.last(), ws) else {
+        return c.err("weight", format!("expected x of rank ≥ 1 and weight [out, in]; got x {} and weight {}", fmt_shape(s), fmt_shape(ws)));
+    };
+    if !k.compatible(*wk) {
+        return c.err("weight", format!("weight has {wk} input features, x has {k}"));
+    }
+    if c.has("bias") {
+        let (bd, bs) = c.tensor("bias")?;
+        if bd != d || bs.len() != 1 || !bs[0].compatible(*o) {
+            return c.err("bias", format!("expected {d} [{o}], found {bd} {}", fmt_shape(bs)));
+        }
+    }
+    let mut out = s.to_vec();
+    *out.last_mut().expect("rank checked") = *o;
+    Ok(vec![tensor(d, out)])
+}
+
+fn infer_matmul(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (dx, sx) = c.tensor("x")?;
+    let (dy, sy) = c.tensor("y")?;
+    if dx != dy {
+        return c.err("y", format!("dtype {dy} differs from x's {dx}"));
+    }
+    if sx.is_empty() || sy.is_empty() {
+        return c.err(if sx.is_empty() { "x" } else { "y" }, "matmul needs tensors of rank ≥ 1");
+    }
+    let tx = c.opt_const_bool("transpose_x", false)?;
+    let ty = c.opt_const_bool("transpose_y", false)?;
+    let mut x = sx.to_vec();
+    let mut y = sy.to_vec();
+    let x_vec = x.len() == 1;
+    let y_vec = y.len() == 1;
+    if x_vec {
+        x.insert(0, Dim::Known(1));
+    } else if tx {
+        let n = x.len();
+        x.swap(n - 1, n - 2);
+    }
+    if y_vec {
+        y.push(Dim::Known(1));
+    } else if ty {
+        let n = y.len();
+        y.swap(n - 1, n - 2);
+    }
+    let (m, kx) = (x[x.len() - 2], x[x.len() - 1]);
+    let (ky, n) = (y[y.len() - 2], y[y.len() - 1]);
+    if !kx.compatible(ky) {
+        return c.err(
+            "y",
+            format!(
+                "inner dimensions differ: x {} (transpose_x = {tx}) has K = {kx}, y {} (transpose_y = {ty}) has K = {ky}",
+                fmt_shape(sx),
+                fmt_shape(sy)
+            ),
+        );
+    }
+    let mut out = shapes::broadcast(&x[..x.len() - 2], &y[..y.len() - 2])
+        .or_else(|m| c.err("y", format!("batch dimensions: {m}")))?;
+    if !x_vec {
+        out.push(m);
+    }
+    if !y_vec {
+        out.push(n);
+    }
+    Ok(vec![tensor(dx, out)])
+}
+
+fn infer_conv(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("x")?;
+    let (wd, ws) = c.tensor("weight")?;
+    if s.len() < 3 {
+        return c.err("x", format!("expected [N, C_in, spatial…], found {}", fmt_shape(s)));
+    }
+    if wd != d {
+        return c.err("weight", format!("dtype {wd} differs from x's {d}"));
+    }
+    if ws.len() != s.len() {
+        return c.err("weight", format!("rank {} differs from x's rank {}", ws.len(), s.len()));
+    }
+    let nsp = s.len() - 2;
+    let groups = c.opt_const_int("groups", 1)?;
+    if groups <= 0 {
+        return c.err("groups", "must be positive");
+    }
+    let groups = groups as usize;
+    let spatial_param = |name: &str, default: i64| -> Result<Vec<i64>, InferError> {
+        let v = c.opt_const_ints(name)?.unwrap_or(vec![default; nsp]);
+        if v.len() != nsp {
+            return c.err(name, format!("has {} entries, expected {nsp}", v.len()));
+        }
+        if v.iter().any(|&x| x < (if default == 0 { 0 } else { 1 })) {
+            return c.err(name, format!("invalid values {v:?}"));
+        }
+        Ok(v)
+    };
+    let strides = spatial_param("strides", 1)?;
+    let dilations = spatial_param("dilations", 1)?;
+    let pad_type = if c.has("pad_type") { c.const_str("pad_type")? } else { "valid".into() };
+    let pad = c.opt_const_ints("pad")?.unwrap_or(vec![0; 2 * nsp]);
+    if pad.len() != 2 * nsp || pad.iter().any(|&p| p < 0) {
+        return c.err("pad", format!("expected {} non-negative values, found {pad:?}", 2 * nsp));
+    }
+    if let (Dim::Known(cin), Dim::Known(wcin)) = (s[1], ws[1]) {
+        if wcin * groups != cin {
+            return c.err(
+                "weight",
+                format!("weight has {wcin} input channels per group × {groups} groups, x has {cin} channels"),
+            );
+        }
+    }
+    if let Dim::Known(cout) = ws[0] {
+        if cout % groups != 0 {
+            return c.err("groups", format!("{groups} groups do not divide {cout} output channels"));
+        }
+    }
+    if c.has("bias") {
+        let (bd, bs) = c.tensor("bias")?;
+        if bd != d || bs.len() != 1 || !bs[0].compatible(ws[0]) {
+            return c.err("bias", format!("expected {d} [{}], found {bd} {}", ws[0], fmt_shape(bs)));
+        }
+    }
+    let mut out = vec![s[0], ws[0]];
+    for i in 0..nsp {
+        out.push(match (s[2 + i], ws[2 + i]) {
+            (Dim::Known(inp), Dim::Known(k)) => {
+                let ax = shapes::conv_axis(
+                    inp,
+                    k,
+                    strides[i] as usize,
+                    dilations[i] as usize,
+                    &pad_type,
+                    (pad[2 * i] as usize, pad[2 * i + 1] as usize),
+                )
+                .or_else(|m| c.err("weight", format!("spatial axis {i}: {m}")))?;
+                Dim::Known(ax.out)
+            }
+            _ => Dim::Unknown,
+        });
+    }
+    Ok(vec![tensor(d, out)])
+}
+
+fn infer_select(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (cd, cs) = c.tensor("cond")?;
+    let (ad, as_) = c.tensor("a")?;
+    let (bd, bs) = c.tensor("b")?;
+    if cd != DType::Bool {
+        return c.err("cond", format!("expected bool, found {cd}"));
+    }
+    if ad != bd {
+        return c.err("b", format!("dtype {bd} differs from a's {ad}"));
+    }
+    let s = shapes::broadcast(as_, bs).or_else(|m| c.err("b", m))?;
+    let s = shapes::broadcast(cs, &s).or_else(|m| c.err("cond", m))?;
+    Ok(vec![tensor(ad, s)])
+}
+
+/// Checks a per-tensor or per-axis quantization parameter against the data shape.
+fn check_qparam(c: &Ctx, name: &str, data: &[Dim], axis: Option<usize>) -> Result<DType, InferError> {
+    let (d, s) = c.tensor(name)?;
+    let ok = match (s, axis) {
+        ([], _) => true,
+        ([n], Some(a)) => n.compatible(data[a]),
+        _ => false,
+    };
+    if !ok {
+        return c.err(name, format!("must be a scalar or a vector along the axis, found {}", fmt_shape(s)));
+    }
+    Ok(d)
+}
+
+fn opt_axis(c: &Ctx, rank: usize) -> Result<Option<usize>, InferError> {
+    if c.has("axis") {
+        Ok(Some(c.axis("axis", c.const_int("axis")?, rank)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn infer_quantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (_, s) = c.float_tensor("input")?;
+    let axis = opt_axis(c, s.len())?;
+    let out = c.const_str("output_dtype")?;
+    let od = match out.as_str() {
+        "int8" => DType::Int8,
+        "uint8" => DType::Uint8,
+        o => return c.err("output_dtype", format!("must be \"int8\" or \"uint8\", found {o:?}")),
+    };
+    let sd = check_qparam(c, "scale", s, axis)?;
+    if !sd.is_float() {
+        return c.err("scale", "must be floating point");
+    }
+    if c.has("zero_point") && check_qparam(c, "zero_point", s, axis)? != od {
+        return c.err("zero_point", format!("must have dtype {od}"));
+    }
+    Ok(vec![tensor(od, s.to_vec())])
+}
+
+fn infer_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("input")?;
+    if !matches!(d, DType::Int8 | DType::Uint8) {
+        return c.err("input", format!("expected int8 or uint8, found {d}"));
+    }
+    let axis = opt_axis(c, s.len())?;
+    let sd = check_qparam(c, "scale", s, axis)?;
+    if !sd.is_float() {
+        return c.err("scale", "must be floating point");
+    }
+    if c.has("zero_point") && check_qparam(c, "zero_point", s, axis)? != d {
+        return c.err("zero_point", format!("must have dtype {d}"));
+    }
+    Ok(vec![tensor(sd, s.to_vec())])
+}
+
+fn infer_affine_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
+    let (d, s) = c.tensor("quantized_data")?;
+    if !matches!(d, DType::Int8 | DType::Uint8) {
+        return c.err("quantized_data", format!("expected int8 or uint8, found {d}"));
+    }
+    let axis = Some(c.axis("axis", c.const_int("axis")?, s.len())?);
+    let sd = check_qparam(c, "scale", s, axis)?;
+    if !sd.is_float() {
+        return c.err("scale", "must be floating point");
+    }
+    if check_qparam(c, "zero_point", s, axis)? != d {
+        return c.err("zero_point", format!("must have dtype {d}"));
+    }
+    Ok(vec![tensor(sd, s.to_vec())])
+}

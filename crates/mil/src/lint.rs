@@ -1,0 +1,1 @@
+//! ANE lint (to be written).
