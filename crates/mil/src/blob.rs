@@ -141,7 +141,10 @@ impl Weights {
 
     /// Adds f32 values stored as fp16 (round to nearest even).
     pub fn add_f16(&mut self, key: &str, values: &[f32]) -> u64 {
-        let bytes: Vec<u8> = values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect();
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect();
         self.add_raw(key, BlobDType::Fp16, &bytes)
     }
 
@@ -199,11 +202,17 @@ impl Weights {
             msg: format!("blob at offset {offset}: {msg}"),
         };
         if blob.dtype.dtype() != *dtype {
-            return Err(corrupt(format!("holds {:?} but the program declares {dtype}", blob.dtype)));
+            return Err(corrupt(format!(
+                "holds {:?} but the program declares {dtype}",
+                blob.dtype
+            )));
         }
         let want = lit.ty.num_elements().unwrap_or(0) * dtype.size_bytes();
         if blob.data.len() != want {
-            return Err(corrupt(format!("holds {} bytes, the declared type needs {want}", blob.data.len())));
+            return Err(corrupt(format!(
+                "holds {} bytes, the declared type needs {want}",
+                blob.data.len()
+            )));
         }
         Ok(blob)
     }
@@ -222,7 +231,10 @@ impl Weights {
                     file: path.display().to_string(),
                     source,
                 })?;
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 w.insert_file(&Weights::key(&name), bytes);
             }
         }
@@ -252,7 +264,10 @@ impl Weights {
 /// Reads one blob from the bytes of a blob file.
 pub fn read_blob(file: &[u8], offset: u64) -> Result<BlobRef<'_>, String> {
     if file.len() < HEADER {
-        return Err(format!("file is {} bytes, shorter than the 64-byte storage header", file.len()));
+        return Err(format!(
+            "file is {} bytes, shorter than the 64-byte storage header",
+            file.len()
+        ));
     }
     let at = usize::try_from(offset).map_err(|_| "offset does not fit in memory".to_string())?;
     if at < HEADER {
@@ -260,11 +275,16 @@ pub fn read_blob(file: &[u8], offset: u64) -> Result<BlobRef<'_>, String> {
     }
     let end = at.checked_add(META).filter(|&e| e <= file.len());
     if end.is_none() {
-        return Err(format!("metadata record runs past the end of the file ({} bytes)", file.len()));
+        return Err(format!(
+            "metadata record runs past the end of the file ({} bytes)",
+            file.len()
+        ));
     }
     let sentinel = u32_at(file, at);
     if sentinel != SENTINEL {
-        return Err(format!("expected the 0xDEADBEEF sentinel, found {sentinel:#010x}"));
+        return Err(format!(
+            "expected the 0xDEADBEEF sentinel, found {sentinel:#010x}"
+        ));
     }
     let code = u32_at(file, at + 4);
     let dtype = BlobDType::from_code(code).ok_or_else(|| format!("unknown dtype code {code}"))?;

@@ -63,7 +63,10 @@ impl FunctionBuilder {
     pub fn input(&mut self, name: &str, ty: Type) -> Var {
         self.inputs.push((name.into(), ty.clone()));
         self.vars.insert(name.into(), (ty.clone(), None));
-        Var { name: name.into(), ty }
+        Var {
+            name: name.into(),
+            ty,
+        }
     }
 
     /// Names the result of the next op (otherwise a name is generated).
@@ -97,7 +100,12 @@ impl FunctionBuilder {
             let mut resolved: Vec<(&str, ArgVal)> = Vec::new();
             for (n, v) in args {
                 let a = match v {
-                    Value::Tuple(items) => ArgVal::Many(items.iter().map(|it| resolve_arg(&self.vars, op, n, it)).collect::<Result<_, _>>()?),
+                    Value::Tuple(items) => ArgVal::Many(
+                        items
+                            .iter()
+                            .map(|it| resolve_arg(&self.vars, op, n, it))
+                            .collect::<Result<_, _>>()?,
+                    ),
                     v => ArgVal::One(resolve_arg(&self.vars, op, n, v)?),
                 };
                 resolved.push((n, a));
@@ -118,18 +126,28 @@ impl FunctionBuilder {
         };
         for n in &names {
             if self.vars.contains_key(n) {
-                return Err(InferError::new(op, None, format!("variable `{n}` is already defined")));
+                return Err(InferError::new(
+                    op,
+                    None,
+                    format!("variable `{n}` is already defined"),
+                ));
             }
         }
         let is_const = op == "const" || op.starts_with("constexpr_");
         let operands: Vec<Named> = args.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
-        let (inputs, mut attrs) = if is_const { (Vec::new(), operands) } else { (operands, Vec::new()) };
+        let (inputs, mut attrs) = if is_const {
+            (Vec::new(), operands)
+        } else {
+            (operands, Vec::new())
+        };
         attrs.insert(0, ("name".into(), Value::Literal(Literal::string(&base))));
         if is_const {
             attrs.sort_by(|a, b| a.0.cmp(&b.0));
         }
         let value = if op == "const" {
-            args.iter().find(|(n, _)| *n == "val").and_then(|(_, v)| v.as_literal().cloned())
+            args.iter()
+                .find(|(n, _)| *n == "val")
+                .and_then(|(_, v)| v.as_literal().cloned())
         } else {
             None
         };
@@ -143,7 +161,11 @@ impl FunctionBuilder {
             attrs,
             span: Span::default(),
         });
-        Ok(names.into_iter().zip(types).map(|(name, ty)| Var { name, ty }).collect())
+        Ok(names
+            .into_iter()
+            .zip(types)
+            .map(|(name, ty)| Var { name, ty })
+            .collect())
     }
 
     fn op1(&mut self, op: &str, args: &[(&str, Value)]) -> R {
@@ -286,7 +308,14 @@ impl FunctionBuilder {
     fn reduce(&mut self, op: &str, x: &Var, axes: &[i64], keep_dims: bool) -> R {
         let a = self.ints(axes);
         let k = self.bool(keep_dims);
-        self.op1(op, &[("axes", Self::v(&a)), ("keep_dims", Self::v(&k)), ("x", Self::v(x))])
+        self.op1(
+            op,
+            &[
+                ("axes", Self::v(&a)),
+                ("keep_dims", Self::v(&k)),
+                ("x", Self::v(x)),
+            ],
+        )
     }
 
     pub fn reduce_sum(&mut self, x: &Var, axes: &[i64], keep_dims: bool) -> R {
@@ -302,7 +331,10 @@ impl FunctionBuilder {
     pub fn slice_by_size(&mut self, x: &Var, begin: &[i64], size: &[i64]) -> R {
         let b = self.ints(begin);
         let s = self.ints(size);
-        self.op1("slice_by_size", &[("begin", Self::v(&b)), ("size", Self::v(&s)), ("x", Self::v(x))])
+        self.op1(
+            "slice_by_size",
+            &[("begin", Self::v(&b)), ("size", Self::v(&s)), ("x", Self::v(x))],
+        )
     }
 
     /// `slice_by_index` with begin/end/stride and masks (`None` = default).
@@ -316,11 +348,18 @@ impl FunctionBuilder {
         end_mask: Option<&[bool]>,
         squeeze_mask: Option<&[bool]>,
     ) -> R {
-        let mut args = vec![("begin", Self::v(&self.ints(begin))), ("end", Self::v(&self.ints(end)))];
+        let mut args = vec![
+            ("begin", Self::v(&self.ints(begin))),
+            ("end", Self::v(&self.ints(end))),
+        ];
         if let Some(s) = stride {
             args.push(("stride", Self::v(&self.ints(s))));
         }
-        for (n, m) in [("begin_mask", begin_mask), ("end_mask", end_mask), ("squeeze_mask", squeeze_mask)] {
+        for (n, m) in [
+            ("begin_mask", begin_mask),
+            ("end_mask", end_mask),
+            ("squeeze_mask", squeeze_mask),
+        ] {
             if let Some(m) = m {
                 let c = self.constant(Literal::bools(m));
                 args.push((n, Self::v(&c)));
@@ -344,21 +383,44 @@ impl FunctionBuilder {
         let a = self.int(axis);
         let i = self.bool(false);
         let vals = Value::Tuple(values.iter().map(|v| Self::v(v)).collect());
-        self.op1("concat", &[("axis", Self::v(&a)), ("interleave", Self::v(&i)), ("values", vals)])
+        self.op1(
+            "concat",
+            &[
+                ("axis", Self::v(&a)),
+                ("interleave", Self::v(&i)),
+                ("values", vals),
+            ],
+        )
     }
 
     /// Splits into `num_splits` equal parts.
     pub fn split(&mut self, x: &Var, num_splits: i64, axis: i64) -> Result<Vec<Var>, InferError> {
         let a = self.int(axis);
         let n = self.int(num_splits);
-        self.op("split", &[("axis", Self::v(&a)), ("num_splits", Self::v(&n)), ("x", Self::v(x))], None)
+        self.op(
+            "split",
+            &[
+                ("axis", Self::v(&a)),
+                ("num_splits", Self::v(&n)),
+                ("x", Self::v(x)),
+            ],
+            None,
+        )
     }
 
     /// Splits into parts of the given sizes.
     pub fn split_sizes(&mut self, x: &Var, sizes: &[i64], axis: i64) -> Result<Vec<Var>, InferError> {
         let a = self.int(axis);
         let s = self.ints(sizes);
-        self.op("split", &[("axis", Self::v(&a)), ("split_sizes", Self::v(&s)), ("x", Self::v(x))], None)
+        self.op(
+            "split",
+            &[
+                ("axis", Self::v(&a)),
+                ("split_sizes", Self::v(&s)),
+                ("x", Self::v(x)),
+            ],
+            None,
+        )
     }
 
     pub fn expand_dims(&mut self, x: &Var, axes: &[i64]) -> R {
@@ -371,7 +433,14 @@ impl FunctionBuilder {
         self.op1("squeeze", &[("axes", Self::v(&a)), ("x", Self::v(x))])
     }
 
-    pub fn layer_norm(&mut self, x: &Var, axes: &[i64], gamma: Option<&Var>, beta: Option<&Var>, epsilon: f64) -> R {
+    pub fn layer_norm(
+        &mut self,
+        x: &Var,
+        axes: &[i64],
+        gamma: Option<&Var>,
+        beta: Option<&Var>,
+        epsilon: f64,
+    ) -> R {
         let a = self.ints(axes);
         let e = self.scalar(x.dtype(), epsilon);
         let mut args = vec![("axes", Self::v(&a))];
@@ -401,7 +470,12 @@ impl FunctionBuilder {
         let ty = self.bool(transpose_y);
         self.op1(
             "matmul",
-            &[("transpose_x", Self::v(&tx)), ("transpose_y", Self::v(&ty)), ("x", Self::v(x)), ("y", Self::v(y))],
+            &[
+                ("transpose_x", Self::v(&tx)),
+                ("transpose_y", Self::v(&ty)),
+                ("x", Self::v(x)),
+                ("y", Self::v(y)),
+            ],
         )
     }
 
@@ -431,13 +505,20 @@ impl FunctionBuilder {
     }
 
     pub fn select(&mut self, cond: &Var, a: &Var, b: &Var) -> R {
-        self.op1("select", &[("a", Self::v(a)), ("b", Self::v(b)), ("cond", Self::v(cond))])
+        self.op1(
+            "select",
+            &[("a", Self::v(a)), ("b", Self::v(b)), ("cond", Self::v(cond))],
+        )
     }
 
     /// Quantizes to `int8`/`uint8` with a scalar scale (and optional zero point).
     pub fn quantize(&mut self, input: &Var, scale: &Var, zero_point: Option<&Var>, output_dtype: DType) -> R {
         let od = self.string(output_dtype.name());
-        let mut args = vec![("input", Self::v(input)), ("output_dtype", Self::v(&od)), ("scale", Self::v(scale))];
+        let mut args = vec![
+            ("input", Self::v(input)),
+            ("output_dtype", Self::v(&od)),
+            ("scale", Self::v(scale)),
+        ];
         if let Some(z) = zero_point {
             args.push(("zero_point", Self::v(z)));
         }
@@ -453,7 +534,13 @@ impl FunctionBuilder {
     }
 
     /// `constexpr_affine_dequantize` with all operands as literals, as Core ML writes it.
-    pub fn constexpr_affine_dequantize(&mut self, quantized: Literal, scale: Literal, zero_point: Literal, axis: i32) -> R {
+    pub fn constexpr_affine_dequantize(
+        &mut self,
+        quantized: Literal,
+        scale: Literal,
+        zero_point: Literal,
+        axis: i32,
+    ) -> R {
         self.op1(
             "constexpr_affine_dequantize",
             &[
@@ -488,11 +575,17 @@ fn resolve_arg<'a>(
     match v {
         Value::Var(name) => vars
             .get(name)
-            .map(|(ty, value)| Arg { ty, value: value.as_ref() })
+            .map(|(ty, value)| Arg {
+                ty,
+                value: value.as_ref(),
+            })
             .ok_or_else(|| InferError::new(op, Some(arg), format!("undefined variable `{name}`"))),
         Value::Literal(l) => {
             crate::validate::check_literal(l).map_err(|m| InferError::new(op, Some(arg), m))?;
-            Ok(Arg { ty: &l.ty, value: Some(l) })
+            Ok(Arg {
+                ty: &l.ty,
+                value: Some(l),
+            })
         }
         Value::Tuple(_) => Err(InferError::new(op, Some(arg), "nested tuples are not allowed")),
     }
@@ -534,7 +627,12 @@ pub fn build_info() -> Named {
         "buildInfo".into(),
         Value::Literal(Literal::new(
             Type::Dict(Box::new(s.clone()), Box::new(s)),
-            Lit::Dict(entries.iter().map(|(k, v)| (Lit::Str((*k).into()), Lit::Str((*v).into()))).collect()),
+            Lit::Dict(
+                entries
+                    .iter()
+                    .map(|(k, v)| (Lit::Str((*k).into()), Lit::Str((*v).into())))
+                    .collect(),
+            ),
         )),
     )
 }

@@ -72,7 +72,9 @@ impl Operation {
 
     /// All named operands: inputs and attributes except `name`.
     pub fn operands(&self) -> impl Iterator<Item = &Named> {
-        self.inputs.iter().chain(self.attrs.iter().filter(|(n, _)| n != "name"))
+        self.inputs
+            .iter()
+            .chain(self.attrs.iter().filter(|(n, _)| n != "name"))
     }
 }
 

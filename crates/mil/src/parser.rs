@@ -124,10 +124,19 @@ impl Parser {
         self.expect_punct('(')?;
         let version = match self.bump().tok {
             Tok::Number(n) => n,
-            t => return self.err(format!("expected a program version, found {}", Self::describe(&t))),
+            t => {
+                return self.err(format!(
+                    "expected a program version, found {}",
+                    Self::describe(&t)
+                ));
+            }
         };
         self.expect_punct(')')?;
-        let attrs = if self.is_punct('[') { self.attr_block()? } else { Vec::new() };
+        let attrs = if self.is_punct('[') {
+            self.attr_block()?
+        } else {
+            Vec::new()
+        };
         self.expect_punct('{')?;
         let mut functions = Vec::new();
         while !self.is_punct('}') {
@@ -161,7 +170,11 @@ impl Parser {
             }
         }
         self.expect_punct(')')?;
-        let attrs = if self.is_punct('[') { self.attr_block()? } else { Vec::new() };
+        let attrs = if self.is_punct('[') {
+            self.attr_block()?
+        } else {
+            Vec::new()
+        };
         self.expect_punct('{')?;
         let mut body = Vec::new();
         while !self.is_punct('}') {
@@ -214,7 +227,11 @@ impl Parser {
         self.expect_punct('(')?;
         let inputs = self.named_list(')')?;
         self.expect_punct(')')?;
-        let attrs = if self.is_punct('[') { self.attr_block()? } else { Vec::new() };
+        let attrs = if self.is_punct('[') {
+            self.attr_block()?
+        } else {
+            Vec::new()
+        };
         self.expect_punct(';')?;
         Ok(Operation {
             outputs,
@@ -384,7 +401,10 @@ impl Parser {
                         self.bump();
                         Ok(Lit::Float(-f64::NAN))
                     }
-                    t => self.err(format!("expected a number after `-`, found {}", Self::describe(t))),
+                    t => self.err(format!(
+                        "expected a number after `-`, found {}",
+                        Self::describe(t)
+                    )),
                 }
             }
             Tok::Punct('[') => {
@@ -548,7 +568,10 @@ pub fn parse_number(s: &str) -> Option<Lit> {
         let v: i128 = body.parse().ok()?;
         return Some(Lit::Int(if neg { -v } else { v }));
     }
-    if !body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+')) {
+    if !body
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+    {
         return None;
     }
     body.parse::<f64>().ok().map(|v| Lit::Float(sign * v))

@@ -205,7 +205,11 @@ pub fn hex_float(v: f64) -> String {
     while frac.ends_with('0') {
         frac.pop();
     }
-    let dot = if frac.is_empty() { String::new() } else { format!(".{frac}") };
+    let dot = if frac.is_empty() {
+        String::new()
+    } else {
+        format!(".{frac}")
+    };
     let esign = if exp >= 0 { "+" } else { "-" };
     format!("{sign}0x{lead}{dot}p{esign}{}", exp.abs())
 }

@@ -18,8 +18,16 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
     let n = a.len().max(b.len());
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { Dim::Known(1) };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { Dim::Known(1) };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            Dim::Known(1)
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            Dim::Known(1)
+        };
         out.push(match (da, db) {
             (Dim::Known(1), d) | (d, Dim::Known(1)) => d,
             (Dim::Known(x), Dim::Known(y)) if x == y => Dim::Known(x),
@@ -70,10 +78,7 @@ pub fn reshape_target(input: &[Dim], target: &[i64]) -> Result<Shape, String> {
     if let Some(total) = in_total {
         if let Some(pos) = target.iter().position(|&t| t == -1) {
             if known_out == 0 || total % known_out != 0 {
-                return Err(format!(
-                    "cannot reshape {total} elements into {:?}",
-                    target
-                ));
+                return Err(format!("cannot reshape {total} elements into {:?}", target));
             }
             out[pos] = Dim::Known(total / known_out);
         } else if out.iter().all(|d| d.known().is_some()) && known_out != total {
@@ -115,7 +120,11 @@ pub fn slice_by_index_axis(
         let e = if end_mask { d } else { norm(end).clamp(0, d) };
         (b, e)
     } else {
-        let b = if begin_mask { d - 1 } else { norm(begin).clamp(-1, d - 1) };
+        let b = if begin_mask {
+            d - 1
+        } else {
+            norm(begin).clamp(-1, d - 1)
+        };
         let e = if end_mask { -1 } else { norm(end).clamp(-1, d - 1) };
         (b, e)
     };
@@ -163,7 +172,11 @@ pub fn conv_axis(
                 (total - small, small)
             }
         }
-        other => return Err(format!("unknown pad_type {other:?} (valid, custom, same, same_lower)")),
+        other => {
+            return Err(format!(
+                "unknown pad_type {other:?} (valid, custom, same, same_lower)"
+            ));
+        }
     };
     let padded = input + pb + pe;
     if padded < k_eff {
@@ -185,7 +198,10 @@ mod tests {
 
     #[test]
     fn broadcast_rules() {
-        assert_eq!(broadcast(&shape(&[1, 4, 1]), &shape(&[3, 1, 5])).unwrap(), shape(&[3, 4, 5]));
+        assert_eq!(
+            broadcast(&shape(&[1, 4, 1]), &shape(&[3, 1, 5])).unwrap(),
+            shape(&[3, 4, 5])
+        );
         assert_eq!(broadcast(&shape(&[]), &shape(&[2, 3])).unwrap(), shape(&[2, 3]));
         assert!(broadcast(&shape(&[2, 3]), &shape(&[4, 3])).is_err());
     }
@@ -195,12 +211,20 @@ mod tests {
         // x[1:7:2] over 10 → 1,3,5
         assert_eq!(
             slice_by_index_axis(10, 1, 7, 2, false, false).unwrap(),
-            AxisSlice { start: 1, stride: 2, len: 3 }
+            AxisSlice {
+                start: 1,
+                stride: 2,
+                len: 3
+            }
         );
         // x[::-1] over 4 → 3,2,1,0
         assert_eq!(
             slice_by_index_axis(4, 0, 0, -1, true, true).unwrap(),
-            AxisSlice { start: 3, stride: -1, len: 4 }
+            AxisSlice {
+                start: 3,
+                stride: -1,
+                len: 4
+            }
         );
         // x[-3:-1] over 5 → 2,3
         assert_eq!(slice_by_index_axis(5, -3, -1, 1, false, false).unwrap().len, 2);
@@ -224,8 +248,14 @@ mod tests {
 
     #[test]
     fn reshape_resolution() {
-        assert_eq!(reshape_target(&shape(&[2, 3, 4]), &[6, -1]).unwrap(), shape(&[6, 4]));
-        assert_eq!(reshape_target(&shape(&[2, 3, 4]), &[0, 12]).unwrap(), shape(&[2, 12]));
+        assert_eq!(
+            reshape_target(&shape(&[2, 3, 4]), &[6, -1]).unwrap(),
+            shape(&[6, 4])
+        );
+        assert_eq!(
+            reshape_target(&shape(&[2, 3, 4]), &[0, 12]).unwrap(),
+            shape(&[2, 12])
+        );
         assert!(reshape_target(&shape(&[2, 3, 4]), &[5, -1]).is_err());
         assert!(reshape_target(&shape(&[2, 3, 4]), &[-1, -1]).is_err());
         assert!(reshape_target(&shape(&[2, 3, 4]), &[2, 3, 5]).is_err());

@@ -222,16 +222,7 @@ impl Type {
     /// Equal up to unknown dims (`?` matches any extent).
     pub fn compatible(&self, other: &Type) -> bool {
         match (self, other) {
-            (
-                Type::Tensor {
-                    dtype: d1,
-                    shape: s1,
-                },
-                Type::Tensor {
-                    dtype: d2,
-                    shape: s2,
-                },
-            ) => {
+            (Type::Tensor { dtype: d1, shape: s1 }, Type::Tensor { dtype: d2, shape: s2 }) => {
                 d1 == d2 && s1.len() == s2.len() && s1.iter().zip(s2).all(|(a, b)| a.compatible(*b))
             }
             (Type::Tuple(a), Type::Tuple(b)) => {

@@ -16,7 +16,11 @@ pub fn validate(p: &Program) -> Vec<Diagnostic> {
     let mut seen = Vec::new();
     for f in &p.functions {
         if seen.contains(&&f.name) {
-            out.push(error(f.span, "duplicate-function", format!("function `{}` is defined twice", f.name)));
+            out.push(error(
+                f.span,
+                "duplicate-function",
+                format!("function `{}` is defined twice", f.name),
+            ));
         }
         seen.push(&f.name);
         validate_function(f, &mut out);
@@ -43,7 +47,11 @@ fn validate_function(f: &Function, out: &mut Vec<Diagnostic>) {
     let mut env: HashMap<&str, VarInfo> = HashMap::new();
     for (name, ty) in &f.inputs {
         if env.insert(name, VarInfo { ty, value: None }).is_some() {
-            out.push(error(f.span, "redefined-var", format!("parameter `{name}` is declared twice")));
+            out.push(error(
+                f.span,
+                "redefined-var",
+                format!("parameter `{name}` is declared twice"),
+            ));
         }
     }
     for op in &f.body {
@@ -63,13 +71,21 @@ fn validate_function(f: &Function, out: &mut Vec<Diagnostic>) {
 fn validate_op<'a>(op: &'a Operation, env: &mut HashMap<&'a str, VarInfo<'a>>, out: &mut Vec<Diagnostic>) {
     let label = match op.name_attr() {
         Some(n) => format!("{} `{n}`", op.op),
-        None => format!("{} defining `{}`", op.op, op.outputs.first().map_or("", |o| o.0.as_str())),
+        None => format!(
+            "{} defining `{}`",
+            op.op,
+            op.outputs.first().map_or("", |o| o.0.as_str())
+        ),
     };
     let before = out.len();
     if let Some((_, v)) = op.attrs.iter().find(|(n, _)| n == "name") {
         let ok = matches!(v, Value::Literal(l) if l.ty == Type::scalar(DType::String) && matches!(l.lit, Lit::Str(_)));
         if !ok {
-            out.push(error(op.span, "bad-name", format!("{label}: the `name` attribute must be a string")));
+            out.push(error(
+                op.span,
+                "bad-name",
+                format!("{label}: the `name` attribute must be a string"),
+            ));
         }
     }
     let mut args: Vec<(&str, ArgVal)> = Vec::new();
@@ -84,7 +100,11 @@ fn validate_op<'a>(op: &'a Operation, env: &mut HashMap<&'a str, VarInfo<'a>>, o
         };
         match resolved {
             Ok(a) => args.push((name, a)),
-            Err(msg) => out.push(error(op.span, "bad-argument", format!("{label}: argument `{name}`: {msg}"))),
+            Err(msg) => out.push(error(
+                op.span,
+                "bad-argument",
+                format!("{label}: argument `{name}`: {msg}"),
+            )),
         }
     }
     if out.len() == before {
@@ -97,7 +117,11 @@ fn validate_op<'a>(op: &'a Operation, env: &mut HashMap<&'a str, VarInfo<'a>>, o
     let value = op.const_value();
     for (name, ty) in &op.outputs {
         if env.contains_key(name.as_str()) {
-            out.push(error(op.span, "redefined-var", format!("{label}: variable `{name}` is already defined")));
+            out.push(error(
+                op.span,
+                "redefined-var",
+                format!("{label}: variable `{name}` is already defined"),
+            ));
         }
         env.insert(name, VarInfo { ty, value });
     }
@@ -108,7 +132,11 @@ fn check_declared(op: &Operation, label: &str, inferred: &[Type], out: &mut Vec<
         out.push(error(
             op.span,
             "result-count",
-            format!("{label}: declares {} results, the op produces {}", op.outputs.len(), inferred.len()),
+            format!(
+                "{label}: declares {} results, the op produces {}",
+                op.outputs.len(),
+                inferred.len()
+            ),
         ));
         return;
     }
@@ -131,11 +159,17 @@ fn resolve<'a>(v: &'a Value, env: &HashMap<&str, VarInfo<'a>>) -> Result<Arg<'a>
     match v {
         Value::Var(name) => env
             .get(name.as_str())
-            .map(|i| Arg { ty: i.ty, value: i.value })
+            .map(|i| Arg {
+                ty: i.ty,
+                value: i.value,
+            })
             .ok_or_else(|| format!("undefined variable `{name}`")),
         Value::Literal(l) => {
             check_literal(l)?;
-            Ok(Arg { ty: &l.ty, value: Some(l) })
+            Ok(Arg {
+                ty: &l.ty,
+                value: Some(l),
+            })
         }
         Value::Tuple(_) => Err("nested tuples are not allowed".into()),
     }

@@ -17,7 +17,10 @@ pub enum Lit {
     Dict(Vec<(Lit, Lit)>),
     /// `BLOBFILE(path = string("…"), offset = uint64(N))`: data stored in a weight blob file;
     /// `offset` points at the blob's 64-byte metadata record.
-    Blob { path: String, offset: u64 },
+    Blob {
+        path: String,
+        offset: u64,
+    },
 }
 
 impl Lit {

@@ -11,7 +11,12 @@ fn fixtures() -> Vec<(String, String)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "mil"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
         .collect();
     out.sort();
     assert_eq!(out.len(), 4, "expected the four shared fixtures");
@@ -23,7 +28,11 @@ fn fixtures_parse_and_validate() {
     for (name, text) in fixtures() {
         let p = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let diags = validate(&p);
-        assert!(diags.is_empty(), "{name}: {}", diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"));
+        assert!(
+            diags.is_empty(),
+            "{name}: {}",
+            diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        );
     }
 }
 
@@ -32,12 +41,17 @@ fn fixtures_round_trip_in_both_spellings() {
     for (name, text) in fixtures() {
         let p = parse(&text).unwrap();
         let printed = print(&p);
-        let again = parse(&printed).unwrap_or_else(|e| panic!("{name}: reprint does not parse: {e}\n{printed}"));
+        let again =
+            parse(&printed).unwrap_or_else(|e| panic!("{name}: reprint does not parse: {e}\n{printed}"));
         assert_eq!(again, p, "{name}: parse(print(p)) != p");
         assert_eq!(print(&again), printed, "{name}: printing is not a fixed point");
         for sp in [Spelling::BareScalars, Spelling::Rank0Tensors] {
             let other = print_with(&p, sp);
-            assert_eq!(parse(&other).unwrap(), p, "{name}: {sp:?} spelling does not round-trip");
+            assert_eq!(
+                parse(&other).unwrap(),
+                p,
+                "{name}: {sp:?} spelling does not round-trip"
+            );
         }
     }
 }
@@ -50,7 +64,12 @@ fn fixture_details_are_kept() {
     assert_eq!(multi.version, "1.3");
     assert_eq!(multi.functions.len(), 2);
     assert_eq!(multi.functions[1].name, "second");
-    assert!(multi.functions[0].attrs.iter().any(|(n, _)| n == "FlexibleShapeInformation"));
+    assert!(
+        multi.functions[0]
+            .attrs
+            .iter()
+            .any(|(n, _)| n == "FlexibleShapeInformation")
+    );
     let vad = get("FluidInference_mobius");
     let lstm = vad.functions[0].body.iter().find(|o| o.op == "lstm").unwrap();
     assert_eq!(lstm.outputs.len(), 3);

@@ -1,283 +1,15 @@
-//! Type and shape inference for the MIL ops malus knows. The builder and the validator both call
-//! [`infer`], so a program built in code and the same program parsed from text are checked alike.
+//! Inference rules, one function per op (or op family).
 
+use super::{Arg, ArgVal, Ctx};
 use crate::error::InferError;
 use crate::shapes::{self, fmt_shape};
 use crate::types::{DType, Dim, Shape, Type};
-use crate::value::Literal;
 
-/// One argument as inference sees it: its type and, when it is a constant, its value.
-#[derive(Clone, Copy, Debug)]
-pub struct Arg<'a> {
-    pub ty: &'a Type,
-    pub value: Option<&'a Literal>,
-}
-
-/// An argument value: a single operand or a tuple of them (`values = (a, b)`).
-#[derive(Clone, Debug)]
-pub enum ArgVal<'a> {
-    One(Arg<'a>),
-    Many(Vec<Arg<'a>>),
-}
-
-/// Whether an argument must be given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Req {
-    Required,
-    Optional,
-}
-
-use Req::{Optional as O, Required as R};
-
-type InferFn = fn(&Ctx) -> Result<Vec<Type>, InferError>;
-
-/// The signature of a known op: its arguments and its inference rule.
-pub struct OpSpec {
-    pub name: &'static str,
-    pub args: &'static [(&'static str, Req)],
-    infer: InferFn,
-}
-
-macro_rules! spec {
-    ($name:literal, [$($arg:literal : $req:ident),*], $f:expr) => {
-        OpSpec { name: $name, args: &[$(($arg, $req)),*], infer: $f }
-    };
-}
-
-/// Every op with an inference rule.
-pub static OPS: &[OpSpec] = &[
-    spec!("const", ["val": R], |c| Ok(vec![c.arg("val")?.ty.clone()])),
-    spec!("cast", ["x": R, "dtype": R], infer_cast),
-    spec!("identity", ["x": R], |c| Ok(vec![c.arg("x")?.ty.clone()])),
-    spec!("sqrt", ["x": R], unary_float),
-    spec!("rsqrt", ["x": R, "epsilon": O], unary_float),
-    spec!("exp", ["x": R], unary_float),
-    spec!("log", ["x": R, "epsilon": O], unary_float),
-    spec!("sigmoid", ["x": R], unary_float),
-    spec!("silu", ["x": R], unary_float),
-    spec!("tanh", ["x": R], unary_float),
-    spec!("relu", ["x": R], unary_float),
-    spec!("gelu", ["x": R, "mode": O], infer_gelu),
-    spec!("add", ["x": R, "y": R], binary),
-    spec!("sub", ["x": R, "y": R], binary),
-    spec!("mul", ["x": R, "y": R], binary),
-    spec!("real_div", ["x": R, "y": R], binary),
-    spec!("maximum", ["x": R, "y": R], binary),
-    spec!("minimum", ["x": R, "y": R], binary),
-    spec!("pow", ["x": R, "y": R], binary),
-    spec!("softmax", ["x": R, "axis": O], infer_softmax),
-    spec!("reduce_sum", ["x": R, "axes": O, "keep_dims": O], infer_reduce),
-    spec!("reduce_mean", ["x": R, "axes": O, "keep_dims": O], infer_reduce),
-    spec!("reduce_max", ["x": R, "axes": O, "keep_dims": O], infer_reduce),
-    spec!("slice_by_size", ["x": R, "begin": R, "size": R], infer_slice_by_size),
-    spec!(
-        "slice_by_index",
-        ["x": R, "begin": R, "end": R, "stride": O, "begin_mask": O, "end_mask": O, "squeeze_mask": O],
-        infer_slice_by_index
-    ),
-    spec!("reshape", ["x": R, "shape": R], infer_reshape),
-    spec!("transpose", ["x": R, "perm": R], infer_transpose),
-    spec!("concat", ["values": R, "axis": R, "interleave": O], infer_concat),
-    spec!("split", ["x": R, "num_splits": O, "split_sizes": O, "axis": R], infer_split),
-    spec!("expand_dims", ["x": R, "axes": R], infer_expand_dims),
-    spec!("squeeze", ["x": R, "axes": O], infer_squeeze),
-    spec!(
-        "layer_norm",
-        ["x": R, "axes": O, "gamma": O, "beta": O, "epsilon": O],
-        infer_layer_norm
-    ),
-    spec!("linear", ["x": R, "weight": R, "bias": O], infer_linear),
-    spec!("matmul", ["x": R, "y": R, "transpose_x": O, "transpose_y": O], infer_matmul),
-    spec!(
-        "conv",
-        ["x": R, "weight": R, "bias": O, "strides": O, "pad_type": O, "pad": O, "dilations": O, "groups": O],
-        infer_conv
-    ),
-    spec!("select", ["cond": R, "a": R, "b": R], infer_select),
-    spec!(
-        "quantize",
-        ["input": R, "zero_point": O, "scale": R, "axis": O, "output_dtype": R],
-        infer_quantize
-    ),
-    spec!("dequantize", ["input": R, "zero_point": O, "scale": R, "axis": O], infer_dequantize),
-    spec!(
-        "constexpr_affine_dequantize",
-        ["quantized_data": R, "zero_point": R, "scale": R, "axis": R],
-        infer_affine_dequantize
-    ),
-];
-
-/// The spec of a known op.
-pub fn op_spec(op: &str) -> Option<&'static OpSpec> {
-    OPS.iter().find(|s| s.name == op)
-}
-
-/// Infers the result types of `op` from its named arguments. Returns `Ok(None)` for ops without an
-/// inference rule (they are checked only structurally).
-pub fn infer(op: &str, args: &[(&str, ArgVal<'_>)]) -> Result<Option<Vec<Type>>, InferError> {
-    let Some(spec) = op_spec(op) else {
-        return Ok(None);
-    };
-    for (name, _) in args {
-        if !spec.args.iter().any(|(a, _)| a == name) {
-            let known: Vec<&str> = spec.args.iter().map(|(a, _)| *a).collect();
-            return Err(InferError::new(
-                op,
-                Some(name),
-                format!("unknown argument (known: {})", known.join(", ")),
-            ));
-        }
-    }
-    for (a, req) in spec.args {
-        if *req == Req::Required && !args.iter().any(|(n, _)| n == a) {
-            return Err(InferError::new(op, Some(a), "missing required argument"));
-        }
-    }
-    (spec.infer)(&Ctx { op, args }).map(Some)
-}
-
-/// Access to an op's arguments with errors that name the op and argument.
-struct Ctx<'c, 'a> {
-    op: &'c str,
-    args: &'c [(&'c str, ArgVal<'a>)],
-}
-
-impl<'a> Ctx<'_, 'a> {
-    fn err<T>(&self, arg: &str, msg: impl Into<String>) -> Result<T, InferError> {
-        Err(InferError::new(self.op, Some(arg), msg))
-    }
-
-    fn get(&self, name: &str) -> Option<&ArgVal<'a>> {
-        self.args.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    fn arg(&self, name: &str) -> Result<Arg<'a>, InferError> {
-        match self.get(name) {
-            Some(ArgVal::One(a)) => Ok(*a),
-            Some(ArgVal::Many(_)) => self.err(name, "expected a single value, found a tuple"),
-            None => self.err(name, "missing required argument"),
-        }
-    }
-
-    /// A tensor argument's dtype and shape.
-    fn tensor(&self, name: &str) -> Result<(DType, &'a [Dim]), InferError> {
-        let a = self.arg(name)?;
-        match a.ty {
-            Type::Tensor { dtype, shape } => Ok((*dtype, shape.as_slice())),
-            other => self.err(name, format!("expected a tensor, found {other:?}")),
-        }
-    }
-
-    fn float_tensor(&self, name: &str) -> Result<(DType, &'a [Dim]), InferError> {
-        let (d, s) = self.tensor(name)?;
-        if !d.is_float() {
-            return self.err(name, format!("expected a floating-point tensor, found {d}"));
-        }
-        Ok((d, s))
-    }
-
-    /// A constant integer list (scalar accepted as a one-element list). `None` when the argument
-    /// is present but not a constant.
-    fn ints_if_const(&self, name: &str) -> Result<Option<Vec<i64>>, InferError> {
-        let a = self.arg(name)?;
-        match a.ty.dtype() {
-            Some(d) if d.is_int() => {}
-            _ => return self.err(name, format!("expected an integer tensor, found {:?}", a.ty)),
-        }
-        match a.value {
-            None => Ok(None),
-            Some(l) => match l.to_i64s() {
-                Some(v) => Ok(Some(v)),
-                None => self.err(name, "expected integer values"),
-            },
-        }
-    }
-
-    fn const_ints(&self, name: &str) -> Result<Vec<i64>, InferError> {
-        self.ints_if_const(name)?
-            .map_or_else(|| self.err(name, "must be a constant"), Ok)
-    }
-
-    fn opt_const_ints(&self, name: &str) -> Result<Option<Vec<i64>>, InferError> {
-        if self.has(name) {
-            self.const_ints(name).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn const_int(&self, name: &str) -> Result<i64, InferError> {
-        let v = self.const_ints(name)?;
-        match v.as_slice() {
-            [x] if self.arg(name)?.ty.rank().unwrap_or(0) <= 1 => Ok(*x),
-            _ => self.err(name, "expected a single integer"),
-        }
-    }
-
-    fn opt_const_int(&self, name: &str, default: i64) -> Result<i64, InferError> {
-        if self.has(name) { self.const_int(name) } else { Ok(default) }
-    }
-
-    fn opt_const_bool(&self, name: &str, default: bool) -> Result<bool, InferError> {
-        if !self.has(name) {
-            return Ok(default);
-        }
-        let a = self.arg(name)?;
-        if a.ty.dtype() != Some(DType::Bool) {
-            return self.err(name, format!("expected bool, found {:?}", a.ty));
-        }
-        match a.value.and_then(|l| l.as_scalar_bool()) {
-            Some(b) => Ok(b),
-            None => self.err(name, "must be a constant bool"),
-        }
-    }
-
-    fn opt_const_bools(&self, name: &str, n: usize) -> Result<Vec<bool>, InferError> {
-        if !self.has(name) {
-            return Ok(vec![false; n]);
-        }
-        let a = self.arg(name)?;
-        match a.value.and_then(|l| l.to_bools()) {
-            Some(v) if v.len() == n => Ok(v),
-            Some(v) => self.err(name, format!("expected {n} values, found {}", v.len())),
-            None => self.err(name, "must be a constant bool tensor"),
-        }
-    }
-
-    fn const_str(&self, name: &str) -> Result<String, InferError> {
-        let a = self.arg(name)?;
-        match a.value.and_then(|l| l.as_str()) {
-            Some(s) => Ok(s.to_string()),
-            None => self.err(name, "must be a constant string"),
-        }
-    }
-
-    fn axis(&self, name: &str, axis: i64, rank: usize) -> Result<usize, InferError> {
-        shapes::norm_axis(axis, rank).or_else(|m| self.err(name, m))
-    }
-
-    fn axes(&self, name: &str, axes: &[i64], rank: usize) -> Result<Vec<usize>, InferError> {
-        let mut out = Vec::new();
-        for &a in axes {
-            let n = self.axis(name, a, rank)?;
-            if out.contains(&n) {
-                return self.err(name, format!("axis {a} is given twice"));
-            }
-            out.push(n);
-        }
-        Ok(out)
-    }
-}
-
-fn tensor(dtype: DType, shape: Shape) -> Type {
+pub(super) fn tensor(dtype: DType, shape: Shape) -> Type {
     Type::Tensor { dtype, shape }
 }
 
-fn infer_cast(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_cast(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (_, s) = c.tensor("x")?;
     let name = c.const_str("dtype")?;
     let d = DType::from_name(&name)
@@ -286,7 +18,7 @@ fn infer_cast(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, s.to_vec())])
 }
 
-fn unary_float(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn unary_float(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.float_tensor("x")?;
     if c.has("epsilon") {
         let (ed, es) = c.tensor("epsilon")?;
@@ -297,7 +29,7 @@ fn unary_float(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, s.to_vec())])
 }
 
-fn infer_gelu(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_gelu(c: &Ctx) -> Result<Vec<Type>, InferError> {
     if c.has("mode") {
         let m = c.const_str("mode")?;
         if !["EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION"].contains(&m.as_str()) {
@@ -307,7 +39,7 @@ fn infer_gelu(c: &Ctx) -> Result<Vec<Type>, InferError> {
     unary_float(c)
 }
 
-fn binary(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn binary(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (dx, sx) = c.tensor("x")?;
     let (dy, sy) = c.tensor("y")?;
     if dx != dy {
@@ -320,14 +52,14 @@ fn binary(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(dx, s)])
 }
 
-fn infer_softmax(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_softmax(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.float_tensor("x")?;
     let axis = c.opt_const_int("axis", -1)?;
     c.axis("axis", axis, s.len())?;
     Ok(vec![tensor(d, s.to_vec())])
 }
 
-fn infer_reduce(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_reduce(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let keep = c.opt_const_bool("keep_dims", false)?;
     let axes = match c.opt_const_ints("axes")? {
@@ -346,14 +78,17 @@ fn infer_reduce(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, out)])
 }
 
-fn infer_slice_by_size(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_slice_by_size(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let begin = c.ints_if_const("begin")?;
     let size = c.ints_if_const("size")?;
     for (name, v) in [("begin", &begin), ("size", &size)] {
         if let Some(v) = v {
             if v.len() != s.len() {
-                return c.err(name, format!("has {} entries but x has rank {}", v.len(), s.len()));
+                return c.err(
+                    name,
+                    format!("has {} entries but x has rank {}", v.len(), s.len()),
+                );
             }
         }
     }
@@ -391,7 +126,7 @@ fn infer_slice_by_size(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, out)])
 }
 
-fn infer_slice_by_index(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_slice_by_index(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let r = s.len();
     let begin = c.ints_if_const("begin")?;
@@ -400,7 +135,11 @@ fn infer_slice_by_index(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let bm = c.opt_const_bools("begin_mask", r)?;
     let em = c.opt_const_bools("end_mask", r)?;
     let sm = c.opt_const_bools("squeeze_mask", r)?;
-    for (name, v) in [("begin", &begin), ("end", &end), ("stride", &Some(stride.clone()))] {
+    for (name, v) in [
+        ("begin", &begin),
+        ("end", &end),
+        ("stride", &Some(stride.clone())),
+    ] {
         if let Some(v) = v {
             if v.len() != r {
                 return c.err(name, format!("has {} entries but x has rank {r}", v.len()));
@@ -421,7 +160,10 @@ fn infer_slice_by_index(c: &Ctx) -> Result<Vec<Type>, InferError> {
         if sm[i] {
             if let Dim::Known(n) = dim {
                 if n != 1 {
-                    return c.err("squeeze_mask", format!("axis {i} is squeezed but selects {n} elements"));
+                    return c.err(
+                        "squeeze_mask",
+                        format!("axis {i} is squeezed but selects {n} elements"),
+                    );
                 }
             }
         } else {
@@ -431,7 +173,7 @@ fn infer_slice_by_index(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, out)])
 }
 
-fn infer_reshape(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_reshape(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     match c.ints_if_const("shape")? {
         Some(t) => {
@@ -448,17 +190,20 @@ fn infer_reshape(c: &Ctx) -> Result<Vec<Type>, InferError> {
     }
 }
 
-fn infer_transpose(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_transpose(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let perm = c.const_ints("perm")?;
     let axes = c.axes("perm", &perm, s.len())?;
     if axes.len() != s.len() {
-        return c.err("perm", format!("has {} entries but x has rank {}", axes.len(), s.len()));
+        return c.err(
+            "perm",
+            format!("has {} entries but x has rank {}", axes.len(), s.len()),
+        );
     }
     Ok(vec![tensor(d, axes.iter().map(|&a| s[a]).collect())])
 }
 
-fn infer_concat(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_concat(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let items: Vec<Arg> = match c.get("values") {
         Some(ArgVal::Many(v)) => v.clone(),
         Some(ArgVal::One(a)) => vec![*a],
@@ -482,7 +227,10 @@ fn infer_concat(c: &Ctx) -> Result<Vec<Type>, InferError> {
             return c.err("values", format!("item {k} has dtype {dk}, item 0 has {d}"));
         }
         if sk.len() != s0.len() {
-            return c.err("values", format!("item {k} has rank {}, item 0 has {}", sk.len(), s0.len()));
+            return c.err(
+                "values",
+                format!("item {k} has rank {}, item 0 has {}", sk.len(), s0.len()),
+            );
         }
         for i in 0..sk.len() {
             if i != axis && !sk[i].compatible(out[i]) {
@@ -511,7 +259,7 @@ fn infer_concat(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, out)])
 }
 
-fn infer_split(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_split(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let axis = c.axis("axis", c.const_int("axis")?, s.len())?;
     let sizes: Vec<Dim> = match (c.has("num_splits"), c.has("split_sizes")) {
@@ -535,7 +283,10 @@ fn infer_split(c: &Ctx) -> Result<Vec<Type>, InferError> {
             }
             if let Dim::Known(dim) = s[axis] {
                 if v.iter().sum::<i64>() != dim as i64 {
-                    return c.err("split_sizes", format!("sizes {v:?} do not sum to the extent {dim}"));
+                    return c.err(
+                        "split_sizes",
+                        format!("sizes {v:?} do not sum to the extent {dim}"),
+                    );
                 }
             }
             v.iter().map(|&x| Dim::Known(x as usize)).collect()
@@ -552,19 +303,25 @@ fn infer_split(c: &Ctx) -> Result<Vec<Type>, InferError> {
         .collect())
 }
 
-fn infer_expand_dims(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_expand_dims(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let axes = c.const_ints("axes")?;
     let out_rank = s.len() + axes.len();
     let axes = c.axes("axes", &axes, out_rank)?;
     let mut it = s.iter();
     let out = (0..out_rank)
-        .map(|i| if axes.contains(&i) { Dim::Known(1) } else { *it.next().unwrap_or(&Dim::Unknown) })
+        .map(|i| {
+            if axes.contains(&i) {
+                Dim::Known(1)
+            } else {
+                *it.next().unwrap_or(&Dim::Unknown)
+            }
+        })
         .collect();
     Ok(vec![tensor(d, out)])
 }
 
-fn infer_squeeze(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_squeeze(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let axes = match c.opt_const_ints("axes")? {
         Some(a) => {
@@ -584,7 +341,7 @@ fn infer_squeeze(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, out)])
 }
 
-fn infer_layer_norm(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_layer_norm(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.float_tensor("x")?;
     let axes = match c.opt_const_ints("axes")? {
         Some(a) => c.axes("axes", &a, s.len())?,
@@ -600,7 +357,11 @@ fn infer_layer_norm(c: &Ctx) -> Result<Vec<Type>, InferError> {
             if ps.len() != norm_shape.len() || ps.iter().zip(&norm_shape).any(|(a, b)| !a.compatible(*b)) {
                 return c.err(
                     p,
-                    format!("shape {} must equal the normalised shape {}", fmt_shape(ps), fmt_shape(&norm_shape)),
+                    format!(
+                        "shape {} must equal the normalised shape {}",
+                        fmt_shape(ps),
+                        fmt_shape(&norm_shape)
+                    ),
                 );
             }
         }
@@ -614,14 +375,21 @@ fn infer_layer_norm(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, s.to_vec())])
 }
 
-fn infer_linear(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_linear(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let (wd, ws) = c.tensor("weight")?;
     if wd != d {
         return c.err("weight", format!("dtype {wd} differs from x's {d}"));
     }
     let (Some(&k), [o, wk]) = (s.last(), ws) else {
-        return c.err("weight", format!("expected x of rank ≥ 1 and weight [out, in]; got x {} and weight {}", fmt_shape(s), fmt_shape(ws)));
+        return c.err(
+            "weight",
+            format!(
+                "expected x of rank ≥ 1 and weight [out, in]; got x {} and weight {}",
+                fmt_shape(s),
+                fmt_shape(ws)
+            ),
+        );
     };
     if !k.compatible(*wk) {
         return c.err("weight", format!("weight has {wk} input features, x has {k}"));
@@ -629,7 +397,10 @@ fn infer_linear(c: &Ctx) -> Result<Vec<Type>, InferError> {
     if c.has("bias") {
         let (bd, bs) = c.tensor("bias")?;
         if bd != d || bs.len() != 1 || !bs[0].compatible(*o) {
-            return c.err("bias", format!("expected {d} [{o}], found {bd} {}", fmt_shape(bs)));
+            return c.err(
+                "bias",
+                format!("expected {d} [{o}], found {bd} {}", fmt_shape(bs)),
+            );
         }
     }
     let mut out = s.to_vec();
@@ -637,14 +408,17 @@ fn infer_linear(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, out)])
 }
 
-fn infer_matmul(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_matmul(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (dx, sx) = c.tensor("x")?;
     let (dy, sy) = c.tensor("y")?;
     if dx != dy {
         return c.err("y", format!("dtype {dy} differs from x's {dx}"));
     }
     if sx.is_empty() || sy.is_empty() {
-        return c.err(if sx.is_empty() { "x" } else { "y" }, "matmul needs tensors of rank ≥ 1");
+        return c.err(
+            if sx.is_empty() { "x" } else { "y" },
+            "matmul needs tensors of rank ≥ 1",
+        );
     }
     let tx = c.opt_const_bool("transpose_x", false)?;
     let ty = c.opt_const_bool("transpose_y", false)?;
@@ -687,17 +461,23 @@ fn infer_matmul(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(dx, out)])
 }
 
-fn infer_conv(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_conv(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let (wd, ws) = c.tensor("weight")?;
     if s.len() < 3 {
-        return c.err("x", format!("expected [N, C_in, spatial…], found {}", fmt_shape(s)));
+        return c.err(
+            "x",
+            format!("expected [N, C_in, spatial…], found {}", fmt_shape(s)),
+        );
     }
     if wd != d {
         return c.err("weight", format!("dtype {wd} differs from x's {d}"));
     }
     if ws.len() != s.len() {
-        return c.err("weight", format!("rank {} differs from x's rank {}", ws.len(), s.len()));
+        return c.err(
+            "weight",
+            format!("rank {} differs from x's rank {}", ws.len(), s.len()),
+        );
     }
     let nsp = s.len() - 2;
     let groups = c.opt_const_int("groups", 1)?;
@@ -717,10 +497,17 @@ fn infer_conv(c: &Ctx) -> Result<Vec<Type>, InferError> {
     };
     let strides = spatial_param("strides", 1)?;
     let dilations = spatial_param("dilations", 1)?;
-    let pad_type = if c.has("pad_type") { c.const_str("pad_type")? } else { "valid".into() };
+    let pad_type = if c.has("pad_type") {
+        c.const_str("pad_type")?
+    } else {
+        "valid".into()
+    };
     let pad = c.opt_const_ints("pad")?.unwrap_or(vec![0; 2 * nsp]);
     if pad.len() != 2 * nsp || pad.iter().any(|&p| p < 0) {
-        return c.err("pad", format!("expected {} non-negative values, found {pad:?}", 2 * nsp));
+        return c.err(
+            "pad",
+            format!("expected {} non-negative values, found {pad:?}", 2 * nsp),
+        );
     }
     if let (Dim::Known(cin), Dim::Known(wcin)) = (s[1], ws[1]) {
         if wcin * groups != cin {
@@ -732,13 +519,19 @@ fn infer_conv(c: &Ctx) -> Result<Vec<Type>, InferError> {
     }
     if let Dim::Known(cout) = ws[0] {
         if cout % groups != 0 {
-            return c.err("groups", format!("{groups} groups do not divide {cout} output channels"));
+            return c.err(
+                "groups",
+                format!("{groups} groups do not divide {cout} output channels"),
+            );
         }
     }
     if c.has("bias") {
         let (bd, bs) = c.tensor("bias")?;
         if bd != d || bs.len() != 1 || !bs[0].compatible(ws[0]) {
-            return c.err("bias", format!("expected {d} [{}], found {bd} {}", ws[0], fmt_shape(bs)));
+            return c.err(
+                "bias",
+                format!("expected {d} [{}], found {bd} {}", ws[0], fmt_shape(bs)),
+            );
         }
     }
     let mut out = vec![s[0], ws[0]];
@@ -762,7 +555,7 @@ fn infer_conv(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(d, out)])
 }
 
-fn infer_select(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_select(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (cd, cs) = c.tensor("cond")?;
     let (ad, as_) = c.tensor("a")?;
     let (bd, bs) = c.tensor("b")?;
@@ -778,7 +571,12 @@ fn infer_select(c: &Ctx) -> Result<Vec<Type>, InferError> {
 }
 
 /// Checks a per-tensor or per-axis quantization parameter against the data shape.
-fn check_qparam(c: &Ctx, name: &str, data: &[Dim], axis: Option<usize>) -> Result<DType, InferError> {
+pub(super) fn check_qparam(
+    c: &Ctx,
+    name: &str,
+    data: &[Dim],
+    axis: Option<usize>,
+) -> Result<DType, InferError> {
     let (d, s) = c.tensor(name)?;
     let ok = match (s, axis) {
         ([], _) => true,
@@ -786,12 +584,18 @@ fn check_qparam(c: &Ctx, name: &str, data: &[Dim], axis: Option<usize>) -> Resul
         _ => false,
     };
     if !ok {
-        return c.err(name, format!("must be a scalar or a vector along the axis, found {}", fmt_shape(s)));
+        return c.err(
+            name,
+            format!(
+                "must be a scalar or a vector along the axis, found {}",
+                fmt_shape(s)
+            ),
+        );
     }
     Ok(d)
 }
 
-fn opt_axis(c: &Ctx, rank: usize) -> Result<Option<usize>, InferError> {
+pub(super) fn opt_axis(c: &Ctx, rank: usize) -> Result<Option<usize>, InferError> {
     if c.has("axis") {
         Ok(Some(c.axis("axis", c.const_int("axis")?, rank)?))
     } else {
@@ -799,14 +603,19 @@ fn opt_axis(c: &Ctx, rank: usize) -> Result<Option<usize>, InferError> {
     }
 }
 
-fn infer_quantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_quantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (_, s) = c.float_tensor("input")?;
     let axis = opt_axis(c, s.len())?;
     let out = c.const_str("output_dtype")?;
     let od = match out.as_str() {
         "int8" => DType::Int8,
         "uint8" => DType::Uint8,
-        o => return c.err("output_dtype", format!("must be \"int8\" or \"uint8\", found {o:?}")),
+        o => {
+            return c.err(
+                "output_dtype",
+                format!("must be \"int8\" or \"uint8\", found {o:?}"),
+            );
+        }
     };
     let sd = check_qparam(c, "scale", s, axis)?;
     if !sd.is_float() {
@@ -818,7 +627,7 @@ fn infer_quantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(od, s.to_vec())])
 }
 
-fn infer_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("input")?;
     if !matches!(d, DType::Int8 | DType::Uint8) {
         return c.err("input", format!("expected int8 or uint8, found {d}"));
@@ -834,7 +643,7 @@ fn infer_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
     Ok(vec![tensor(sd, s.to_vec())])
 }
 
-fn infer_affine_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
+pub(super) fn infer_affine_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("quantized_data")?;
     if !matches!(d, DType::Int8 | DType::Uint8) {
         return c.err("quantized_data", format!("expected int8 or uint8, found {d}"));
