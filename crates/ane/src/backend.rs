@@ -7,7 +7,9 @@ use std::ffi::c_void;
 
 use crate::protocol::{ArgKind, ClassName, RetKind, Selector};
 
-/// An Objective-C object or class pointer (`id` / `Class`); null is `nil`.
+/// An Objective-C object or class pointer (`id` / `Class`); null is `nil`. Transparent, so a
+/// `&[Id]` is a valid `const id*`.
+#[repr(transparent)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Id(pub *mut c_void);
 
@@ -22,6 +24,7 @@ impl Id {
 }
 
 /// An `IOSurfaceRef` (a CoreFoundation object, not an Objective-C one); null means failure.
+#[repr(transparent)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SurfaceRef(pub *mut c_void);
 
