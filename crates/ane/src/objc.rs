@@ -99,15 +99,12 @@ impl Runtime {
         ret
     }
 
-    /// Sends a message whose arguments are all objects or plain values (no raw pointers) and
-    /// returns an object.
+    /// [`Runtime::send`] for selectors that return an object.
     ///
     /// # Safety
     ///
-    /// `receiver` is nil or a live object/class responding to `selector`, and every [`Arg::Id`]
-    /// is nil or live. No [`Arg::Ptr`] / [`Arg::ErrOut`] may be passed.
+    /// As [`Runtime::send`].
     pub(crate) unsafe fn send_id(&self, receiver: Id, selector: Selector, args: &[Arg]) -> Id {
-        debug_assert!(!args.iter().any(|a| matches!(a, Arg::Ptr(_) | Arg::ErrOut(_))));
         // SAFETY: forwarded caller contract.
         match unsafe { self.send(receiver, selector, args) } {
             Ret::Id(id) => id,

@@ -1,1 +1,5 @@
-fn main(){}
+//! The `malus` command.
+
+fn main() -> std::process::ExitCode {
+    malus::cli::main()
+}

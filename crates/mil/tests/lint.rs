@@ -6,7 +6,11 @@ use malus_mil::{DType, FunctionBuilder, Program, Severity, Type, parse};
 
 /// Severity of the first finding with `code`, if any.
 fn sev(p: &Program, t: Target, code: &str) -> Option<Severity> {
-    lint(p, t).iter().filter(|d| d.code == code).map(|d| d.severity).max()
+    lint(p, t)
+        .iter()
+        .filter(|d| d.code == code)
+        .map(|d| d.severity)
+        .max()
 }
 
 /// A maderix-style dynamic-weight matmul: one fp16 input [1, 768, 1, 256 + 512] with the
@@ -14,7 +18,10 @@ fn sev(p: &Program, t: Target, code: &str) -> Option<Severity> {
 fn packed_matmul() -> Program {
     let (c, s, o) = (768i64, 256i64, 512i64);
     let mut b = FunctionBuilder::new("main", "ios18");
-    let x = b.input("x", Type::tensor(DType::Fp16, &[1, c as usize, 1, (s + o) as usize]));
+    let x = b.input(
+        "x",
+        Type::tensor(DType::Fp16, &[1, c as usize, 1, (s + o) as usize]),
+    );
     let act = b.slice_by_size(&x, &[0, 0, 0, 0], &[1, c, 1, s]).unwrap();
     let w = b.slice_by_size(&x, &[0, 0, 0, s], &[1, c, 1, o]).unwrap();
     let a = b.reshape(&act, &[1, 1, c, s]).unwrap();
@@ -35,15 +42,24 @@ fn packed_matmul_has_no_errors_on_m4_and_is_warned_on_old_chips() {
     // The width-offset weight slice saturates on pre-A16 chips.
     assert_eq!(sev(&p, Target::M1M2, "ane-width-slice"), Some(Severity::Warning));
     assert_eq!(sev(&p, Target::M4Plus, "ane-width-slice"), None);
-    assert_eq!(sev(&p, Target::M1M2, "ane-scalar-spelling"), Some(Severity::Warning));
-    assert_eq!(sev(&p, Target::Strictest, "ane-matmul-m1"), Some(Severity::Warning));
-    assert!(lint(&p, Target::Strictest).iter().all(|d| d.severity == Severity::Warning));
+    assert_eq!(
+        sev(&p, Target::M1M2, "ane-scalar-spelling"),
+        Some(Severity::Warning)
+    );
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-matmul-m1"),
+        Some(Severity::Warning)
+    );
+    assert!(
+        lint(&p, Target::Strictest)
+            .iter()
+            .all(|d| d.severity == Severity::Warning)
+    );
 }
 
 fn one_op(input: &str, body: &str, out: &str) -> Program {
-    let text = format!(
-        "program(1.3)\n{{\n    func main<ios18>({input}) {{\n{body}\n        }} -> ({out});\n}}\n"
-    );
+    let text =
+        format!("program(1.3)\n{{\n    func main<ios18>({input}) {{\n{body}\n        }} -> ({out});\n}}\n");
     let p = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let diags = malus_mil::validate(&p);
     assert!(diags.is_empty(), "{diags:?}\n{text}");
@@ -52,23 +68,53 @@ fn one_op(input: &str, body: &str, out: &str) -> Program {
 
 #[test]
 fn width_alignment() {
-    let p = one_op("tensor<fp16, [1, 64, 1, 100]> x", "tensor<fp16, [1, 64, 1, 100]> y = relu(x = x);", "y");
+    let p = one_op(
+        "tensor<fp16, [1, 64, 1, 100]> x",
+        "tensor<fp16, [1, 64, 1, 100]> y = relu(x = x);",
+        "y",
+    );
     assert_eq!(sev(&p, Target::M1M2, "ane-width-align"), Some(Severity::Error));
-    let p = one_op("tensor<fp16, [1, 64, 1, 80]> x", "tensor<fp16, [1, 64, 1, 80]> y = relu(x = x);", "y");
+    let p = one_op(
+        "tensor<fp16, [1, 64, 1, 80]> x",
+        "tensor<fp16, [1, 64, 1, 80]> y = relu(x = x);",
+        "y",
+    );
     assert_eq!(sev(&p, Target::M1M2, "ane-width-align"), Some(Severity::Warning));
     assert_eq!(sev(&p, Target::M4Plus, "ane-width-align"), Some(Severity::Error));
-    let p = one_op("tensor<fp16, [1, 64, 1, 256]> x", "tensor<fp16, [1, 64, 1, 256]> y = relu(x = x);", "y");
+    let p = one_op(
+        "tensor<fp16, [1, 64, 1, 256]> x",
+        "tensor<fp16, [1, 64, 1, 256]> y = relu(x = x);",
+        "y",
+    );
     assert_eq!(sev(&p, Target::Strictest, "ane-width-align"), None);
     assert_eq!(sev(&p, Target::Strictest, "ane-min-width"), None);
-    let p = one_op("tensor<fp16, [1, 64, 1, 32]> x", "tensor<fp16, [1, 64, 1, 32]> y = relu(x = x);", "y");
-    assert_eq!(sev(&p, Target::Strictest, "ane-min-width"), Some(Severity::Warning));
+    let p = one_op(
+        "tensor<fp16, [1, 64, 1, 32]> x",
+        "tensor<fp16, [1, 64, 1, 32]> y = relu(x = x);",
+        "y",
+    );
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-min-width"),
+        Some(Severity::Warning)
+    );
 }
 
 #[test]
 fn surface_size_rank_and_dtype() {
-    let p = one_op("tensor<fp16, [1, 16, 1, 64]> x", "tensor<fp16, [1, 16, 1, 64]> y = relu(x = x);", "y");
-    assert_eq!(sev(&p, Target::Strictest, "ane-min-surface"), Some(Severity::Warning));
-    let p = one_op("tensor<fp16, [512, 256]> x", "tensor<fp16, [512, 256]> y = relu(x = x);", "y");
+    let p = one_op(
+        "tensor<fp16, [1, 16, 1, 64]> x",
+        "tensor<fp16, [1, 16, 1, 64]> y = relu(x = x);",
+        "y",
+    );
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-min-surface"),
+        Some(Severity::Warning)
+    );
+    let p = one_op(
+        "tensor<fp16, [512, 256]> x",
+        "tensor<fp16, [512, 256]> y = relu(x = x);",
+        "y",
+    );
     assert_eq!(sev(&p, Target::Strictest, "ane-io-rank"), Some(Severity::Warning));
     assert_eq!(sev(&p, Target::Strictest, "ane-min-surface"), None);
     let p = one_op(
@@ -86,9 +132,18 @@ fn multiple_inputs_order_and_sizes() {
         "tensor<fp16, [1, 64, 1, 512]> y = add(x = b, y = a);",
         "y",
     );
-    assert_eq!(sev(&p, Target::Strictest, "ane-multi-input"), Some(Severity::Warning));
-    assert_eq!(sev(&p, Target::Strictest, "ane-io-order"), Some(Severity::Warning));
-    assert_eq!(sev(&p, Target::Strictest, "ane-io-equal-size"), Some(Severity::Warning));
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-multi-input"),
+        Some(Severity::Warning)
+    );
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-io-order"),
+        Some(Severity::Warning)
+    );
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-io-equal-size"),
+        Some(Severity::Warning)
+    );
 }
 
 #[test]
@@ -101,8 +156,14 @@ fn rsqrt_after_reduction() {
             tensor<fp16, [1, 1, 1, 512]> r = rsqrt(x = se);
             tensor<fp16, [1, 64, 1, 512]> y = mul(x = x, y = r);";
     let p = one_op("tensor<fp16, [1, 64, 1, 512]> x", body, "y");
-    assert_eq!(sev(&p, Target::M4Plus, "ane-rsqrt-after-reduce"), Some(Severity::Error));
-    assert_eq!(sev(&p, Target::M1M2, "ane-rsqrt-after-reduce"), Some(Severity::Warning));
+    assert_eq!(
+        sev(&p, Target::M4Plus, "ane-rsqrt-after-reduce"),
+        Some(Severity::Error)
+    );
+    assert_eq!(
+        sev(&p, Target::M1M2, "ane-rsqrt-after-reduce"),
+        Some(Severity::Warning)
+    );
     // pow(x, -0.5) is the accepted form.
     let ok = body.replace("rsqrt(x = se)", "pow(x = se, y = mh)").replace(
         "tensor<fp16, [1, 1, 1, 512]> r =",
@@ -114,7 +175,11 @@ fn rsqrt_after_reduction() {
 
 #[test]
 fn gelu_reduce_mean_and_walled_ops() {
-    let p = one_op("tensor<fp16, [1, 64, 1, 512]> x", "tensor<fp16, [1, 64, 1, 512]> y = gelu(x = x);", "y");
+    let p = one_op(
+        "tensor<fp16, [1, 64, 1, 512]> x",
+        "tensor<fp16, [1, 64, 1, 512]> y = gelu(x = x);",
+        "y",
+    );
     assert_eq!(sev(&p, Target::M4Plus, "ane-gelu"), Some(Severity::Error));
     assert_eq!(sev(&p, Target::M1M2, "ane-gelu"), Some(Severity::Warning));
     let p = one_op(
@@ -122,14 +187,24 @@ fn gelu_reduce_mean_and_walled_ops() {
         "tensor<fp16, [1, 1, 1, 512]> y = reduce_mean(x = x, axes = tensor<int32, [1]>([1]), keep_dims = bool(true));",
         "y",
     );
-    assert_eq!(sev(&p, Target::Strictest, "ane-reduce-mean"), Some(Severity::Warning));
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-reduce-mean"),
+        Some(Severity::Warning)
+    );
     let p = one_op(
         "tensor<fp16, [1, 64, 1, 512]> x",
         "tensor<fp16, [1, 64, 1, 512]> y = band_part(x = x);",
         "y",
     );
-    assert_eq!(sev(&p, Target::M4Plus, "ane-unsupported-op"), Some(Severity::Error));
-    let p = one_op("tensor<fp16, [1, 64, 1, 512]> x", "tensor<fp16, [1, 64, 1, 512]> y = topk(x = x);", "y");
+    assert_eq!(
+        sev(&p, Target::M4Plus, "ane-unsupported-op"),
+        Some(Severity::Error)
+    );
+    let p = one_op(
+        "tensor<fp16, [1, 64, 1, 512]> x",
+        "tensor<fp16, [1, 64, 1, 512]> y = topk(x = x);",
+        "y",
+    );
     assert_eq!(sev(&p, Target::M1M2, "ane-unsupported-op"), Some(Severity::Error));
     assert_eq!(sev(&p, Target::M4Plus, "ane-unsupported-op"), None);
 }
@@ -159,7 +234,10 @@ fn conv_rules() {
     assert_eq!(sev(&p, Target::M4Plus, "ane-conv-weight"), None);
     assert_eq!(sev(&p, Target::M1M2, "ane-conv-kernel"), Some(Severity::Error));
     assert_eq!(sev(&p, Target::M4Plus, "ane-conv-kernel"), None);
-    assert_eq!(sev(&p, Target::Strictest, "ane-conv-bias"), Some(Severity::Warning));
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-conv-bias"),
+        Some(Severity::Warning)
+    );
 }
 
 #[test]
@@ -183,7 +261,10 @@ fn concat_and_extents() {
             bool il = const()[name = string(\"il\"), val = bool(false)];
             tensor<fp16, [1, 192, 1, 512]> y = concat(values = (x, x, x), axis = ax, interleave = il);";
     let p = one_op("tensor<fp16, [1, 64, 1, 512]> x", body, "y");
-    assert_eq!(sev(&p, Target::Strictest, "ane-concat-inputs"), Some(Severity::Warning));
+    assert_eq!(
+        sev(&p, Target::Strictest, "ane-concat-inputs"),
+        Some(Severity::Warning)
+    );
     assert_eq!(sev(&p, Target::M3, "ane-width-concat"), None);
     let p = one_op(
         "tensor<fp16, [1, 1, 1, 20000]> x",
@@ -203,8 +284,14 @@ fn dead_ops_unknown_dims_and_fp32_compute() {
     );
     assert_eq!(sev(&p, Target::M4Plus, "ane-unknown-dim"), Some(Severity::Error));
     assert_eq!(sev(&p, Target::M4Plus, "ane-dead-op"), Some(Severity::Warning));
-    assert_eq!(sev(&p, Target::M4Plus, "ane-fp32-compute"), Some(Severity::Warning));
-    assert_eq!(sev(&p, Target::M4Plus, "ane-elementwise-only"), Some(Severity::Warning));
+    assert_eq!(
+        sev(&p, Target::M4Plus, "ane-fp32-compute"),
+        Some(Severity::Warning)
+    );
+    assert_eq!(
+        sev(&p, Target::M4Plus, "ane-elementwise-only"),
+        Some(Severity::Warning)
+    );
 }
 
 #[test]
@@ -213,7 +300,10 @@ fn mul_of_reduction_by_zero() {
             fp16 z = const()[name = string(\"z\"), val = fp16(0x0p+0)];
             tensor<fp16, [1, 1, 1, 512]> y = mul(x = s, y = z);";
     let p = one_op("tensor<fp16, [1, 64, 1, 512]> x", body, "y");
-    assert_eq!(sev(&p, Target::M4Plus, "ane-mul-reduce-zero"), Some(Severity::Error));
+    assert_eq!(
+        sev(&p, Target::M4Plus, "ane-mul-reduce-zero"),
+        Some(Severity::Error)
+    );
 }
 
 #[test]
@@ -223,7 +313,10 @@ fn diagnostics_carry_positions_and_targets() {
         "tensor<fp16, [1, 64, 1, 512]> y = relu(x = x);\n            tensor<fp16, [1, 64, 1, 512]> g = gelu(x = y);",
         "g",
     );
-    let d = lint(&p, Target::M4Plus).into_iter().find(|d| d.code == "ane-gelu").unwrap();
+    let d = lint(&p, Target::M4Plus)
+        .into_iter()
+        .find(|d| d.code == "ane-gelu")
+        .unwrap();
     assert_eq!((d.span.line, d.span.col), (5, 13));
     assert!(d.to_string().starts_with("5:13: error[ane-gelu]"), "{d}");
     assert!(d.message.contains("m4+"));

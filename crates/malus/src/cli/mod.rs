@@ -1,0 +1,40 @@
+//! Command-line interface: one sub-module per command family.
+
+mod mil;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "malus",
+    version,
+    about = "Train neural networks on Apple's Neural Engine (and any CPU)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with MIL programs: check, format, run.
+    #[command(subcommand)]
+    Mil(mil::MilCommand),
+}
+
+/// Parses arguments, runs the command and turns errors into a message and exit status 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mil(c) => mil::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

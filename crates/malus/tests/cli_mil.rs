@@ -1,0 +1,94 @@
+//! `malus mil check` and `malus mil fmt` as a user runs them.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn malus(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_malus"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mil/tests/fixtures/mil-real")
+}
+
+fn fixtures() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixture_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mil"))
+        .map(|p| p.display().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn check_accepts_every_real_fixture() {
+    let files = fixtures();
+    let mut args = vec!["mil", "check", "--quiet"];
+    args.extend(files.iter().map(String::as_str));
+    let (code, out) = malus(&args);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("valid MIL").count(), files.len(), "{out}");
+    // ANE findings are reported even though the files are valid MIL: lstm is not an ANE op.
+    assert!(out.contains("error[ane-unsupported-op]: `lstm`"), "{out}");
+}
+
+#[test]
+fn check_strict_fails_on_ane_errors() {
+    let files = fixtures();
+    let (code, _) = malus(&["mil", "check", "--strict", &files[0]]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn check_rejects_broken_programs_with_positions() {
+    let dir = std::env::temp_dir().join(format!("malus-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::fs::read_to_string(fixture_dir().join("apple_coremltools_add_model.mil")).unwrap();
+    // A declared shape that contradicts the op (line 5).
+    let bad_type = dir.join("bad_type.mil");
+    std::fs::write(
+        &bad_type,
+        src.replace("tensor<fp16, [1, 10]> var_3", "tensor<fp16, [1, 11]> var_3"),
+    )
+    .unwrap();
+    let (code, out) = malus(&["mil", "check", bad_type.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bad_type.mil:5:13: error[type-mismatch]"), "{out}");
+    // A syntax error (line 5: the `=` is missing).
+    let bad_syntax = dir.join("bad_syntax.mil");
+    std::fs::write(&bad_syntax, src.replace("var_3 = mul", "var_3 mul")).unwrap();
+    let (code, out) = malus(&["mil", "check", bad_syntax.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("bad_syntax.mil:5:41: error[syntax]: expected `=`"),
+        "{out}"
+    );
+    // A file that does not exist is named.
+    let (code, out) = malus(&["mil", "check", "/nonexistent/x.mil"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("cannot read /nonexistent/x.mil"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fmt_prints_a_fixed_point_in_either_spelling() {
+    for f in fixtures() {
+        let (code, once) = malus(&["mil", "fmt", &f]);
+        assert_eq!(code, 0, "{once}");
+        let p = malus_mil::parse(&once).unwrap();
+        assert_eq!(
+            p,
+            malus_mil::parse(&std::fs::read_to_string(&f).unwrap()).unwrap()
+        );
+        let (_, bare) = malus(&["mil", "fmt", "--spelling", "bare", &f]);
+        assert_eq!(malus_mil::parse(&bare).unwrap(), p);
+        assert!(!bare.contains("tensor<string, []>"), "{f}");
+    }
+}
