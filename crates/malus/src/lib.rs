@@ -2,3 +2,5 @@
 //! the very same MIL programs.
 
 pub mod cli;
+pub mod kernels;
+pub mod model;

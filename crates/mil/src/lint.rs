@@ -379,8 +379,13 @@ impl Linter {
             if op.op == "const" || op.op.starts_with("constexpr_") {
                 continue; // weights are not activations; the caps are on computed tensors
             }
-            if let Some(big) = shape.iter().filter_map(|d| d.known()).find(|&d| d > cap) {
-                // ANEForge: W/H/K ≤ 16384 on A13–A15, 65536 on A16; rustane splits at 16384.
+            // ANEForge: W/H/K ≤ 16384 on A13–A15, 65536 on A16, channels ≤ 65536 everywhere;
+            // rustane splits at 16384. Axis 1 of a 4-D tensor is the channel axis.
+            let over = |(i, d): (usize, &Dim)| {
+                let limit = if shape.len() == 4 && i == 1 { 65536 } else { cap };
+                d.known().filter(|&n| n > limit)
+            };
+            if let Some(big) = shape.iter().enumerate().find_map(over) {
                 let sev = if big > 65536 {
                     PerChip::all(E)
                 } else {

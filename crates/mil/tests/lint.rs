@@ -273,6 +273,13 @@ fn concat_and_extents() {
     );
     assert_eq!(sev(&p, Target::M3, "ane-extent"), Some(Severity::Error));
     assert_eq!(sev(&p, Target::M4Plus, "ane-extent"), None);
+    // The channel axis of a 4-D tensor may reach 65536 on every family.
+    let p = one_op(
+        "tensor<fp16, [1, 20000, 1, 64]> x",
+        "tensor<fp16, [1, 20000, 1, 64]> y = relu(x = x);",
+        "y",
+    );
+    assert_eq!(sev(&p, Target::Strictest, "ane-extent"), None);
 }
 
 #[test]

@@ -1,0 +1,5 @@
+//! Model configurations (and, later, parameters and weight I/O).
+
+mod config;
+
+pub use config::Config;
