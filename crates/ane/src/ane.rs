@@ -48,9 +48,18 @@ impl Default for AneConfig {
 }
 
 /// An open Neural Engine.
+#[derive(Clone)]
 pub struct Ane {
     rt: Arc<Runtime>,
     config: AneConfig,
+}
+
+impl std::fmt::Debug for Ane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ane")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ane {

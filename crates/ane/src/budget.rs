@@ -98,10 +98,7 @@ fn exec(exe: &std::path::Path, args: &[OsString]) -> std::io::Error {
 
 #[cfg(not(unix))]
 fn exec(_exe: &std::path::Path, _args: &[OsString]) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "re-exec needs a Unix system",
-    )
+    std::io::Error::new(std::io::ErrorKind::Unsupported, "re-exec needs a Unix system")
 }
 
 #[cfg(test)]
@@ -115,10 +112,7 @@ mod tests {
         assert!(c.check(2).is_ok());
         assert_eq!(c.reserve(2).unwrap(), 2);
         let e = c.reserve(2).unwrap_err();
-        assert!(matches!(
-            e,
-            Error::CompileBudgetExhausted { used: 2, budget: 2 }
-        ));
+        assert!(matches!(e, Error::CompileBudgetExhausted { used: 2, budget: 2 }));
         assert!(c.check(2).is_err());
         assert_eq!(c.used(), 2, "a refused reservation does not count");
         assert!(c.reserve(3).is_ok(), "a larger budget allows more");

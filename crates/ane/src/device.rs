@@ -67,10 +67,7 @@ impl DeviceInfo {
         let chip_family = subtype
             .as_deref()
             .map_or(ChipFamily::Unknown, ChipFamily::from_subtype);
-        DeviceInfo {
-            subtype,
-            chip_family,
-        }
+        DeviceInfo { subtype, chip_family }
     }
 }
 

@@ -42,7 +42,9 @@ pub enum Error {
     },
 
     /// `modelWithMILText:weights:optionsPlist:` returned nil: the MIL text or weights were rejected.
-    #[error("kernel `{kernel}`: _ANEInMemoryModelDescriptor rejected the MIL text or weights (nil descriptor)")]
+    #[error(
+        "kernel `{kernel}`: _ANEInMemoryModelDescriptor rejected the MIL text or weights (nil descriptor)"
+    )]
     Descriptor {
         /// Kernel name.
         kernel: String,
@@ -69,6 +71,15 @@ pub enum Error {
     /// `loadWithQoS:options:error:` returned NO (after the retry, if configured).
     #[error("kernel `{kernel}`: ANE load failed: {description}")]
     Load {
+        /// Kernel name.
+        kernel: String,
+        /// The NSError's description.
+        description: String,
+    },
+
+    /// `unloadWithQoS:error:` returned NO (only reported by [`crate::AneKernel::close`]).
+    #[error("kernel `{kernel}`: ANE unload failed: {description}")]
+    Unload {
         /// Kernel name.
         kernel: String,
         /// The NSError's description.
@@ -161,6 +172,7 @@ impl Error {
             | Error::Model { kernel, .. }
             | Error::Compile { kernel, .. }
             | Error::Load { kernel, .. }
+            | Error::Unload { kernel, .. }
             | Error::Request { kernel, .. }
             | Error::Evaluate { kernel, .. }
             | Error::Surface { kernel, .. }

@@ -58,8 +58,7 @@ pub struct FfiBackend {
     pool_push: unsafe extern "C" fn() -> Ptr,
     pool_pop: unsafe extern "C" fn(Ptr),
     cf_number_create: unsafe extern "C" fn(CPtr, isize, CPtr) -> CPtr,
-    cf_dictionary_create:
-        unsafe extern "C" fn(CPtr, *const CPtr, *const CPtr, isize, CPtr, CPtr) -> CPtr,
+    cf_dictionary_create: unsafe extern "C" fn(CPtr, *const CPtr, *const CPtr, isize, CPtr, CPtr) -> CPtr,
     cf_release: unsafe extern "C" fn(CPtr),
     key_callbacks: CPtr,
     value_callbacks: CPtr,
@@ -123,7 +122,7 @@ impl FfiBackend {
         let foundation = open(FOUNDATION)?;
         let iosurface = open(IOSURFACE)?;
         let ane = open(APPLE_NEURAL_ENGINE)?;
-        // SAFETY (all `sym` calls below): each type is the C prototype from Apple's public headers
+        // SAFETY: for every `sym` call below, the type is the C prototype from Apple's public headers
         // (objc/runtime.h, objc/message.h, CoreFoundation, Foundation, IOSurface/IOSurfaceRef.h);
         // data symbols are read as their address.
         unsafe {
@@ -174,11 +173,11 @@ impl FfiBackend {
     ///
     /// As [`Backend::send`]; `shape` is the shape of the selector's signature.
     unsafe fn dispatch(&self, recv: Ptr, sel: CPtr, shape: Shape, args: &[Arg]) -> Option<Ret> {
-        use std::mem::transmute;
         use Arg as G;
+        use std::mem::transmute;
         let m = self.msg_send;
         let id = |p: Ptr| Ret::Id(Id(p));
-        // SAFETY (every arm): `objc_msgSend` is a trampoline that jumps to the method
+        // SAFETY: in every arm, `objc_msgSend` is a trampoline that jumps to the method
         // implementation with the registers untouched, so calling it through the method's exact C
         // function type is the documented way to send a message (required on arm64, where
         // variadic and non-variadic calls differ). Each type below is spelled from the selector's

@@ -7,14 +7,12 @@ use std::sync::Arc;
 use half::f16;
 
 use crate::ane::AneConfig;
-use crate::backend::{Arg, Id};
+use crate::backend::{Arg, Id, LOCK_READ_ONLY, LOCK_WRITE};
 use crate::error::{Error, Result};
 use crate::objc::{Pool, Runtime};
 use crate::protocol::{ClassName, Selector};
 use crate::spec::{IoDType, IoRef, KernelSpec, TensorSpec};
-use crate::surface::{
-    Surface, binding_order, decode_f16, decode_f32, encode_f16, encode_f32,
-};
+use crate::surface::{Surface, SurfaceGuard, binding_order, decode_f16, decode_f32, encode_f16, encode_f32};
 use crate::tempdir::{ProgramDir, valid_identifier};
 
 /// A program loaded on the Neural Engine, with one IOSurface per input and output.
@@ -62,13 +60,16 @@ impl AneKernel {
             reason,
         })?;
         cfg.counter.check(cfg.compile_budget)?;
-        let bytes = |ts: &[TensorSpec]| -> Vec<usize> {
-            ts.iter().map(|t| t.bytes().unwrap_or(0)).collect()
-        };
+        let bytes = |ts: &[TensorSpec]| -> Vec<usize> { ts.iter().map(|t| t.bytes().unwrap_or(0)).collect() };
         let (in_alloc, out_alloc) = cfg
             .surface_policy
             .sizes(&bytes(&spec.inputs), &bytes(&spec.outputs));
-        let names = |ts: &[TensorSpec]| binding_order(&ts.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), cfg.binding_order);
+        let names = |ts: &[TensorSpec]| {
+            binding_order(
+                &ts.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+                cfg.binding_order,
+            )
+        };
 
         let mut k = AneKernel {
             rt: rt.clone(),
@@ -98,7 +99,9 @@ impl AneKernel {
         let weights = weights_dictionary(&pool, &spec.weights);
         let options = pool.dictionary(&[], &[]);
         if mil.is_nil() || weights.is_nil() || options.is_nil() {
-            return Err(model_err("Foundation returned nil while building the descriptor arguments"));
+            return Err(model_err(
+                "Foundation returned nil while building the descriptor arguments",
+            ));
         }
         k.options = rt.retain(options);
 
@@ -112,7 +115,11 @@ impl AneKernel {
         let model_class = rt.class(ClassName::AneInMemoryModel);
         // SAFETY: verified class method; `desc` is live in this pool.
         let model = unsafe {
-            rt.send_id(model_class, Selector::InMemoryModelWithDescriptor, &[Arg::Id(desc)])
+            rt.send_id(
+                model_class,
+                Selector::InMemoryModelWithDescriptor,
+                &[Arg::Id(desc)],
+            )
         };
         if model.is_nil() {
             return Err(model_err("inMemoryModelWithDescriptor: returned nil"));
@@ -134,29 +141,27 @@ impl AneKernel {
             .to_string(rt.backend().temporary_directory())
             .map(std::path::PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
-        let dir = ProgramDir::populate(&root, &hex, spec.mil_text.as_bytes(), &spec.weights)
-            .map_err(|(path, source)| Error::Io {
+        let dir = ProgramDir::populate(&root, &hex, spec.mil_text.as_bytes(), &spec.weights).map_err(
+            |(path, source)| Error::Io {
                 kernel: kernel.clone(),
                 path,
                 source,
-            })?;
+            },
+        )?;
         k.dir = Some(dir);
 
         // A.3 step 5. The budget is taken right before the compiler runs.
         cfg.counter.reserve(cfg.compile_budget)?;
         let qos = Arg::U32(cfg.qos);
         // SAFETY: live model, live options dictionary; the error slot is appended by the helper.
-        let (ok, err) = unsafe {
-            rt.send_with_error(model, Selector::CompileWithQos, &[qos, Arg::Id(options)])
-        };
+        let (ok, err) =
+            unsafe { rt.send_with_error(model, Selector::CompileWithQos, &[qos, Arg::Id(options)]) };
         if !ok {
             let description = pool.error_text(err);
             return Err(Error::Compile { kernel, description });
         }
         // SAFETY: as for compile.
-        let mut load = || unsafe {
-            rt.send_with_error(model, Selector::LoadWithQos, &[qos, Arg::Id(options)])
-        };
+        let load = || unsafe { rt.send_with_error(model, Selector::LoadWithQos, &[qos, Arg::Id(options)]) };
         let (mut ok, mut err) = load();
         if let (false, Some(delay)) = (ok, cfg.load_retry_delay) {
             // maderix/ANE's bridge retries once after 100 ms "for ANE slot reclamation" (A.7).
@@ -177,10 +182,12 @@ impl AneKernel {
             move |detail| Error::Surface { kernel, name, detail }
         };
         for (t, &b) in spec.inputs.iter().zip(&in_alloc) {
-            k.in_surfaces.push(Surface::new(backend.clone(), b).map_err(surface_err(t))?);
+            k.in_surfaces
+                .push(Surface::new(backend.clone(), b).map_err(surface_err(t))?);
         }
         for (t, &b) in spec.outputs.iter().zip(&out_alloc) {
-            k.out_surfaces.push(Surface::new(backend.clone(), b).map_err(surface_err(t))?);
+            k.out_surfaces
+                .push(Surface::new(backend.clone(), b).map_err(surface_err(t))?);
         }
         let wrap_class = rt.class(ClassName::AneIoSurfaceObject);
         let mut bound = [Vec::new(), Vec::new()];
@@ -199,11 +206,11 @@ impl AneKernel {
                 if w.is_nil() {
                     return Err(surface_err(&specs[i])("objectWithIOSurface: returned nil".into()));
                 }
-                bound[side].push(rt.retain(w));
+                k.wrappers.push(rt.retain(w));
+                bound[side].push(w);
             }
         }
         let [in_objs, out_objs] = bound;
-        k.wrappers.extend(in_objs.iter().chain(&out_objs));
         let request = build_request(&pool, &in_objs, &out_objs);
         if request.is_nil() {
             return Err(Error::Request {
@@ -223,7 +230,10 @@ impl AneKernel {
         let args = [Arg::U32(self.qos), Arg::Id(self.options), Arg::Id(self.request)];
         // SAFETY: model, options and request are live retained objects; the error slot is
         // appended by the helper.
-        let (ok, err) = unsafe { self.rt.send_with_error(self.model, Selector::EvaluateWithQos, &args) };
+        let (ok, err) = unsafe {
+            self.rt
+                .send_with_error(self.model, Selector::EvaluateWithQos, &args)
+        };
         if ok {
             return Ok(());
         }
@@ -235,9 +245,9 @@ impl AneKernel {
 
     /// Unloads now and reports a failure, instead of ignoring it in `Drop`.
     pub fn close(mut self) -> Result<()> {
-        self.unload().map_err(|description| Error::Load {
+        self.unload().map_err(|description| Error::Unload {
             kernel: self.name.clone(),
-            description: format!("unload failed: {description}"),
+            description,
         })
     }
 
@@ -256,14 +266,25 @@ impl AneKernel {
         &self.outputs
     }
 
+    /// The program's temp directory (`<NSTemporaryDirectory()>/<hexStringIdentifier>`).
+    pub fn program_dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_ref().map(|d| d.path())
+    }
+
     /// Input names in the order the request binds them.
     pub fn input_binding(&self) -> Vec<&str> {
-        self.in_binding.iter().map(|&i| self.inputs[i].name.as_str()).collect()
+        self.in_binding
+            .iter()
+            .map(|&i| self.inputs[i].name.as_str())
+            .collect()
     }
 
     /// Output names in the order the request binds them.
     pub fn output_binding(&self) -> Vec<&str> {
-        self.out_binding.iter().map(|&i| self.outputs[i].name.as_str()).collect()
+        self.out_binding
+            .iter()
+            .map(|&i| self.outputs[i].name.as_str())
+            .collect()
     }
 
     /// Writes an input from f32 values (converted to fp16, round-to-nearest, for fp16 inputs).
@@ -295,10 +316,7 @@ impl AneKernel {
     ) -> Result<R> {
         let i = self.find(true, input.into())?;
         let n = self.inputs[i].bytes().unwrap_or(0);
-        let name = self.inputs[i].name.clone();
-        let mut guard = self.in_surfaces[i]
-            .lock(crate::backend::LOCK_WRITE)
-            .map_err(|detail| self.surface_error(&name, detail))?;
+        let mut guard = lock(&self.name, &self.inputs[i], &mut self.in_surfaces[i], LOCK_WRITE)?;
         Ok(f(&mut guard.bytes()[..n]))
     }
 
@@ -321,48 +339,36 @@ impl AneKernel {
         if out.len() != expected {
             return Err(self.size_error_at(false, o, expected, out.len()));
         }
-        self.with_output(IoRef::Index(o), self.outputs[o].elements().unwrap_or(0), |_, bytes| {
-            out.copy_from_slice(&bytes[..expected]);
-        })
+        self.with_output(
+            IoRef::Index(o),
+            self.outputs[o].elements().unwrap_or(0),
+            |_, bytes| {
+                out.copy_from_slice(&bytes[..expected]);
+            },
+        )
     }
 
-    fn with_input(
-        &mut self,
-        r: IoRef<'_>,
-        len: usize,
-        f: impl FnOnce(IoDType, &mut [u8]),
-    ) -> Result<()> {
+    fn with_input(&mut self, r: IoRef<'_>, len: usize, f: impl FnOnce(IoDType, &mut [u8])) -> Result<()> {
         let i = self.find(true, r)?;
         let t = &self.inputs[i];
         let expected = t.elements().unwrap_or(0);
         if len != expected {
             return Err(self.size_error_at(true, i, expected, len));
         }
-        let (dtype, name) = (t.dtype, t.name.clone());
-        let mut guard = self.in_surfaces[i]
-            .lock(crate::backend::LOCK_WRITE)
-            .map_err(|detail| self.surface_error(&name, detail))?;
-        f(dtype, guard.bytes());
+        let mut guard = lock(&self.name, t, &mut self.in_surfaces[i], LOCK_WRITE)?;
+        f(t.dtype, guard.bytes());
         Ok(())
     }
 
-    fn with_output(
-        &mut self,
-        r: IoRef<'_>,
-        len: usize,
-        f: impl FnOnce(IoDType, &mut [u8]),
-    ) -> Result<()> {
+    fn with_output(&mut self, r: IoRef<'_>, len: usize, f: impl FnOnce(IoDType, &mut [u8])) -> Result<()> {
         let o = self.find(false, r)?;
         let t = &self.outputs[o];
         let expected = t.elements().unwrap_or(0);
         if len != expected {
             return Err(self.size_error_at(false, o, expected, len));
         }
-        let (dtype, name) = (t.dtype, t.name.clone());
-        let mut guard = self.out_surfaces[o]
-            .lock_read()
-            .map_err(|detail| self.surface_error(&name, detail))?;
-        f(dtype, guard.bytes());
+        let mut guard = lock(&self.name, t, &mut self.out_surfaces[o], LOCK_READ_ONLY)?;
+        f(t.dtype, guard.bytes());
         Ok(())
     }
 
@@ -389,14 +395,6 @@ impl AneKernel {
         }
     }
 
-    fn surface_error(&self, name: &str, detail: String) -> Error {
-        Error::Surface {
-            kernel: self.name.clone(),
-            name: name.into(),
-            detail,
-        }
-    }
-
     /// `unloadWithQoS:error:` if loaded; returns the NSError text on NO.
     fn unload(&mut self) -> Result<(), String> {
         if !self.loaded {
@@ -413,12 +411,30 @@ impl AneKernel {
     }
 }
 
+impl std::fmt::Debug for AneKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AneKernel")
+            .field("name", &self.name)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("input_binding", &self.input_binding())
+            .field("output_binding", &self.output_binding())
+            .field("loaded", &self.loaded)
+            .field("program_dir", &self.program_dir())
+            .finish()
+    }
+}
+
 impl Drop for AneKernel {
     fn drop(&mut self) {
         if let Err(e) = self.unload() {
             use std::io::Write;
             // Never panics (unlike eprintln!): a failed unload only leaks until process exit.
-            let _ = writeln!(std::io::stderr(), "malus-ane: kernel `{}`: unload failed: {e}", self.name);
+            let _ = writeln!(
+                std::io::stderr(),
+                "malus-ane: kernel `{}`: unload failed: {e}",
+                self.name
+            );
         }
         let rt = self.rt.clone();
         for obj in [self.request].into_iter().chain(self.wrappers.drain(..)) {
@@ -431,6 +447,15 @@ impl Drop for AneKernel {
         self.model = Id::NIL;
         // Fields drop next: surfaces (CFRelease), then the temp directory.
     }
+}
+
+/// Locks a kernel's surface, mapping failure to [`Error::Surface`].
+fn lock<'s>(kernel: &str, t: &TensorSpec, s: &'s mut Surface, options: u32) -> Result<SurfaceGuard<'s>> {
+    s.lock(options).map_err(|detail| Error::Surface {
+        kernel: kernel.into(),
+        name: t.name.clone(),
+        detail,
+    })
 }
 
 /// `{key: {"offset": @0, "data": NSData}}` for every weight file (A.4); an empty dictionary, never
@@ -465,11 +490,21 @@ fn build_request(pool: &Pool<'_>, inputs: &[Id], outputs: &[Id]) -> Id {
         Arg::Id(Id::NIL),
         Arg::Id(pool.number(0)),
     ];
-    if args.iter().enumerate().any(|(i, a)| i != 4 && i != 5 && *a == Arg::Id(Id::NIL)) {
+    if args
+        .iter()
+        .enumerate()
+        .any(|(i, a)| i != 4 && i != 5 && *a == Arg::Id(Id::NIL))
+    {
         return Id::NIL;
     }
     let rt = pool.rt();
     // SAFETY: verified class method; every object argument is live in this pool (two nils are
     // the documented weightsBuffer/perfStats values).
-    unsafe { rt.send_id(rt.class(ClassName::AneRequest), Selector::RequestWithInputs, &args) }
+    unsafe {
+        rt.send_id(
+            rt.class(ClassName::AneRequest),
+            Selector::RequestWithInputs,
+            &args,
+        )
+    }
 }

@@ -33,7 +33,21 @@
 //! the order of messages, their arguments, the dictionaries and arrays built, the temp directory,
 //! error mapping, cleanup, budget, surface sizes, binding order and fp16 conversion — is tested on
 //! Linux against a recording fake backend ([`Backend`]) that checks each message against the
-//! signature table in [`protocol`].
+//! signature table in [`protocol`]. The fake also models reference counts, autorelease pools and
+//! the model's state machine, so leaks, use-after-release and out-of-order calls fail tests.
+//! On a Mac, `cargo test -p malus-ane --test hardware -- --ignored` runs two smoke tests on the
+//! real device; that is the first thing to do with this crate on hardware.
+//!
+//! # Decisions a reader should know
+//!
+//! - Inputs and outputs are bound in byte-wise name order by default ([`BindingOrder`]); index
+//!   arguments of the read/write methods always mean the spec's declaration order.
+//! - Surfaces are exactly the tensor size by default ([`SurfacePolicy`]); data is always packed at
+//!   offset 0.
+//! - Every `compileWithQoS:` call counts against the budget, failed or not.
+//! - A failed load is retried once after 100 ms, as maderix/ANE's bridge does.
+//! - The temp directory comes from `NSTemporaryDirectory()` and is shared (reference-counted) by
+//!   kernels with the same `hexStringIdentifier`.
 //!
 //! # Design
 //!
@@ -69,9 +83,7 @@ mod tests;
 
 pub use ane::{Ane, AneConfig, DEFAULT_QOS, availability};
 pub use backend::Backend;
-pub use budget::{
-    CompileCounter, DEFAULT_COMPILE_BUDGET, REPORTED_COMPILE_LIMIT, reexec_args, reexec_self,
-};
+pub use budget::{CompileCounter, DEFAULT_COMPILE_BUDGET, REPORTED_COMPILE_LIMIT, reexec_args, reexec_self};
 pub use device::{ChipFamily, DeviceInfo};
 pub use error::{Error, Result};
 pub use kernel::AneKernel;

@@ -84,8 +84,7 @@ impl Runtime {
     /// valid as the selector's contract requires (see [`Backend::send`]).
     pub(crate) unsafe fn send(&self, receiver: Id, selector: Selector, args: &[Arg]) -> Ret {
         let sig = selector.signature();
-        let matches = args.len() == sig.args.len()
-            && args.iter().zip(sig.args).all(|(a, k)| a.kind() == *k);
+        let matches = args.len() == sig.args.len() && args.iter().zip(sig.args).all(|(a, k)| a.kind() == *k);
         debug_assert!(matches, "{} sent with {args:?}", selector.name());
         if !matches || receiver.is_nil() {
             return Ret::failure(sig.ret);
@@ -180,7 +179,10 @@ impl Pool<'_> {
     pub(crate) fn data(&self, bytes: &[u8]) -> Id {
         let args = [Arg::Ptr(bytes.as_ptr().cast()), Arg::Usize(bytes.len())];
         // SAFETY: `bytes` is readable for `len` bytes during the call; NSData copies them.
-        self.id(unsafe { self.rt.send(self.rt.class(ClassName::NsData), Selector::DataWithBytes, &args) })
+        self.id(unsafe {
+            self.rt
+                .send(self.rt.class(ClassName::NsData), Selector::DataWithBytes, &args)
+        })
     }
 
     /// `[NSString stringWithUTF8String:]`; nil if `s` contains NUL.
@@ -198,8 +200,11 @@ impl Pool<'_> {
     pub(crate) fn number(&self, v: i32) -> Id {
         // SAFETY: NSNumber is a live class; the argument is a plain int.
         unsafe {
-            self.rt
-                .send_id(self.rt.class(ClassName::NsNumber), Selector::NumberWithInt, &[Arg::I32(v)])
+            self.rt.send_id(
+                self.rt.class(ClassName::NsNumber),
+                Selector::NumberWithInt,
+                &[Arg::I32(v)],
+            )
         }
     }
 
@@ -227,7 +232,13 @@ impl Pool<'_> {
         }
         let args = [Arg::Ptr(items.as_ptr().cast()), Arg::Usize(items.len())];
         // SAFETY: `items` holds `count` live objects and outlives the call; the array retains them.
-        self.id(unsafe { self.rt.send(self.rt.class(ClassName::NsArray), Selector::ArrayWithObjects, &args) })
+        self.id(unsafe {
+            self.rt.send(
+                self.rt.class(ClassName::NsArray),
+                Selector::ArrayWithObjects,
+                &args,
+            )
+        })
     }
 
     /// The UTF-8 contents of an `NSString` (lossy), or `None` for nil.
@@ -266,5 +277,76 @@ impl Pool<'_> {
     /// The runtime this pool belongs to.
     pub(crate) fn rt(&self) -> &Runtime {
         self.rt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeBackend, Value};
+
+    fn runtime() -> (Arc<FakeBackend>, Runtime) {
+        let fake = FakeBackend::new();
+        let rt = Runtime::new(fake.clone()).unwrap();
+        (fake, rt)
+    }
+
+    #[test]
+    fn nil_receiver_returns_zero_without_sending() {
+        let (fake, rt) = runtime();
+        // SAFETY: a nil receiver is never dereferenced.
+        let r = unsafe { rt.send(Id::NIL, Selector::HexStringIdentifier, &[]) };
+        assert_eq!(r, Ret::Id(Id::NIL));
+        // SAFETY: as above.
+        let (ok, err) =
+            unsafe { rt.send_with_error(Id::NIL, Selector::LoadWithQos, &[Arg::U32(1), Arg::Id(Id::NIL)]) };
+        assert!(!ok && err.is_nil());
+        assert!(fake.events().is_empty());
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "numberWithInt: sent with")]
+    fn mismatched_arguments_are_caught_before_sending() {
+        let (_fake, rt) = runtime();
+        let class = rt.class(ClassName::NsNumber);
+        // SAFETY: the mismatch is caught before anything is sent.
+        let _ = unsafe { rt.send(class, Selector::NumberWithInt, &[Arg::U32(1)]) };
+    }
+
+    #[test]
+    fn pool_builds_foundation_objects() {
+        let (fake, rt) = runtime();
+        {
+            let pool = rt.pool();
+            let k = pool.string("k");
+            let v = pool.array(&[pool.number(7), pool.data(b"ab")]);
+            let d = pool.dictionary(&[k], &[v]);
+            assert!(!d.is_nil());
+            assert_eq!(pool.describe(k).as_deref(), Some("k"));
+            assert!(pool.string("nul\0inside").is_nil());
+            assert!(pool.dictionary(&[k], &[]).is_nil());
+            assert!(pool.array(&[Id::NIL]).is_nil());
+            assert!(!pool.data(&[]).is_nil());
+        }
+        let dict = fake
+            .sends()
+            .into_iter()
+            .find(|(_, s, _)| *s == Selector::DictionaryWithObjects)
+            .unwrap();
+        assert_eq!(
+            dict.2,
+            vec![
+                Value::Objects(vec![Value::Array(vec![
+                    Value::Number(7),
+                    Value::Data(b"ab".to_vec())
+                ])]),
+                Value::Objects(vec![Value::Str("k".into())]),
+                Value::Usize(1),
+            ],
+            "objects first, then keys"
+        );
+        assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+        assert!(fake.live_objects().is_empty(), "{:?}", fake.live_objects());
     }
 }

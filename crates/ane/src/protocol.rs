@@ -236,9 +236,7 @@ impl Selector {
                 &[A::Id, A::Id, A::Id],
                 RetKind::Id,
             ),
-            Selector::InMemoryModelWithDescriptor => {
-                (Class(C::AneInMemoryModel), &[A::Id], RetKind::Id)
-            }
+            Selector::InMemoryModelWithDescriptor => (Class(C::AneInMemoryModel), &[A::Id], RetKind::Id),
             Selector::HexStringIdentifier => (Instance(C::AneInMemoryModel), &[], RetKind::Id),
             Selector::CompileWithQos | Selector::LoadWithQos => (
                 Instance(C::AneInMemoryModel),
@@ -250,11 +248,7 @@ impl Selector {
                 &[A::U32, A::Id, A::Id, A::ErrOut],
                 RetKind::Bool,
             ),
-            Selector::UnloadWithQos => (
-                Instance(C::AneInMemoryModel),
-                &[A::U32, A::ErrOut],
-                RetKind::Bool,
-            ),
+            Selector::UnloadWithQos => (Instance(C::AneInMemoryModel), &[A::U32, A::ErrOut], RetKind::Bool),
             Selector::ObjectWithIoSurface => (Class(C::AneIoSurfaceObject), &[A::Ptr], RetKind::Id),
             Selector::RequestWithInputs => (
                 Class(C::AneRequest),
@@ -265,22 +259,16 @@ impl Selector {
             Selector::DataWithBytes => (Class(C::NsData), &[A::Ptr, A::Usize], RetKind::Id),
             Selector::StringWithUtf8String => (Class(C::NsString), &[A::Ptr], RetKind::Id),
             Selector::NumberWithInt => (Class(C::NsNumber), &[A::I32], RetKind::Id),
-            Selector::DictionaryWithObjects => (
-                Class(C::NsDictionary),
-                &[A::Ptr, A::Ptr, A::Usize],
-                RetKind::Id,
-            ),
+            Selector::DictionaryWithObjects => {
+                (Class(C::NsDictionary), &[A::Ptr, A::Ptr, A::Usize], RetKind::Id)
+            }
             Selector::ArrayWithObjects => (Class(C::NsArray), &[A::Ptr, A::Usize], RetKind::Id),
             Selector::Description => (Instance(C::NsObject), &[], RetKind::Id),
             Selector::Utf8String => (Instance(C::NsString), &[], RetKind::Ptr),
             Selector::Retain => (Instance(C::NsObject), &[], RetKind::Id),
             Selector::Release => (Instance(C::NsObject), &[], RetKind::Void),
         };
-        Signature {
-            receiver,
-            args,
-            ret,
-        }
+        Signature { receiver, args, ret }
     }
 }
 

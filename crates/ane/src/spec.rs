@@ -183,10 +183,7 @@ mod tests {
         assert_eq!(s.inputs[0].elements(), Some(32));
         assert_eq!(s.inputs[0].bytes(), Some(64));
         assert_eq!(s.outputs[0].bytes(), Some(64));
-        assert_eq!(
-            TensorSpec::new("o", IoDType::Fp16, [usize::MAX, 2]).bytes(),
-            None
-        );
+        assert_eq!(TensorSpec::new("o", IoDType::Fp16, [usize::MAX, 2]).bytes(), None);
     }
 
     #[test]

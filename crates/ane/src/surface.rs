@@ -8,7 +8,7 @@ use std::sync::Arc;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-use crate::backend::{Backend, LOCK_READ_ONLY, LOCK_WRITE, SurfaceRef};
+use crate::backend::{Backend, LOCK_WRITE, SurfaceRef};
 use crate::spec::IoDType;
 
 /// An `IOSurfaceCreate` property key (a `kIOSurface*` CFString constant).
@@ -230,11 +230,7 @@ impl Surface {
         }
         // SAFETY: `raw` was just created and is owned here (released by `Drop` from now on).
         let alloc = unsafe { backend.surface_alloc_size(raw) };
-        let mut s = Surface {
-            backend,
-            raw,
-            alloc,
-        };
+        let mut s = Surface { backend, raw, alloc };
         if alloc < bytes {
             return Err(format!("IOSurface allocated {alloc} bytes, {bytes} requested"));
         }
@@ -247,12 +243,14 @@ impl Surface {
         self.raw
     }
 
-    /// Locks for writing (`options` = 0) or reading ([`LOCK_READ_ONLY`]).
+    /// Locks for writing (`options` = 0) or reading ([`crate::backend::LOCK_READ_ONLY`]).
     pub(crate) fn lock(&mut self, options: u32) -> Result<SurfaceGuard<'_>, String> {
         // SAFETY: `self.raw` is live while `self` is.
         let kr = unsafe { self.backend.surface_lock(self.raw, options) };
         if kr != 0 {
-            return Err(format!("IOSurfaceLock(options {options}) failed: kern_return {kr:#x}"));
+            return Err(format!(
+                "IOSurfaceLock(options {options}) failed: kern_return {kr:#x}"
+            ));
         }
         let guard = SurfaceGuard {
             surface: self,
@@ -264,11 +262,6 @@ impl Surface {
             return Err(format!("IOSurfaceGetBaseAddress returned {base:p}"));
         }
         Ok(guard)
-    }
-
-    /// Locks read-only.
-    pub(crate) fn lock_read(&mut self) -> Result<SurfaceGuard<'_>, String> {
-        self.lock(LOCK_READ_ONLY)
     }
 }
 
@@ -385,10 +378,7 @@ mod tests {
     fn binding_order_sorts_by_name_or_keeps_declaration() {
         let names = ["x", "mask", "b", "Wq"];
         assert_eq!(binding_order(&names, BindingOrder::ByName), vec![3, 2, 1, 0]);
-        assert_eq!(
-            binding_order(&names, BindingOrder::AsDeclared),
-            vec![0, 1, 2, 3]
-        );
+        assert_eq!(binding_order(&names, BindingOrder::AsDeclared), vec![0, 1, 2, 3]);
         assert_eq!(BindingOrder::default(), BindingOrder::ByName);
     }
 
@@ -403,7 +393,10 @@ mod tests {
         decode_f32(IoDType::Fp16, bytes, &mut back);
         let expect: Vec<f32> = src.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
         assert_eq!(back.to_vec(), expect);
-        assert_eq!(back[3], 1.0, "1 + 2^-12 rounds to 1 (nearest even), not truncated");
+        assert_eq!(
+            back[3], 1.0,
+            "1 + 2^-12 rounds to 1 (nearest even), not truncated"
+        );
         assert_eq!(&bytes[10..], &[0; 6], "nothing written past the data");
     }
 
