@@ -2,5 +2,10 @@
 //! the very same MIL programs.
 
 pub mod cli;
+pub mod device;
+pub mod host;
 pub mod kernels;
 pub mod model;
+pub mod reference;
+pub mod rng;
+pub mod train;

@@ -1,5 +1,7 @@
-//! Model configurations (and, later, parameters and weight I/O).
+//! Model configurations and parameters.
 
 mod config;
+mod params;
 
 pub use config::Config;
+pub use params::{LayerIds, Params, Tensor};

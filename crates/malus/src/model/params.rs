@@ -1,0 +1,167 @@
+//! Model parameters as named f32 tensors (PyTorch/llama2.c orientation: a Linear weight is
+//! `[out, in]`, row-major), and their initialisation.
+
+use anyhow::{Result, anyhow, ensure};
+
+use super::Config;
+use crate::rng::Rng;
+
+/// One named parameter tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Indices of one layer's tensors inside [`Params::tensors`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerIds {
+    pub attn_norm: usize,
+    pub wq: usize,
+    pub wk: usize,
+    pub wv: usize,
+    pub wo: usize,
+    pub ffn_norm: usize,
+    pub w1: usize,
+    pub w2: usize,
+    pub w3: usize,
+}
+
+/// Every trainable tensor of a model, in a fixed order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    pub tensors: Vec<Tensor>,
+    pub embed: usize,
+    pub final_norm: usize,
+    /// A separate classifier when the embedding is not tied.
+    pub cls: Option<usize>,
+    pub layers: Vec<LayerIds>,
+}
+
+impl Params {
+    /// Zero tensors with the config's shapes (Hugging Face Llama names).
+    pub fn zeros(c: &Config) -> Params {
+        let mut tensors = Vec::new();
+        let mut add = |name: String, shape: Vec<usize>| {
+            let n = shape.iter().product();
+            tensors.push(Tensor {
+                name,
+                shape,
+                data: vec![0.0; n],
+            });
+            tensors.len() - 1
+        };
+        let embed = add("model.embed_tokens.weight".into(), vec![c.vocab, c.dim]);
+        let mut layers = Vec::new();
+        for l in 0..c.layers {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            layers.push(LayerIds {
+                attn_norm: add(p("input_layernorm.weight"), vec![c.dim]),
+                wq: add(p("self_attn.q_proj.weight"), vec![c.q_dim(), c.dim]),
+                wk: add(p("self_attn.k_proj.weight"), vec![c.kv_dim(), c.dim]),
+                wv: add(p("self_attn.v_proj.weight"), vec![c.kv_dim(), c.dim]),
+                wo: add(p("self_attn.o_proj.weight"), vec![c.dim, c.q_dim()]),
+                ffn_norm: add(p("post_attention_layernorm.weight"), vec![c.dim]),
+                w1: add(p("mlp.gate_proj.weight"), vec![c.hidden, c.dim]),
+                w2: add(p("mlp.down_proj.weight"), vec![c.dim, c.hidden]),
+                w3: add(p("mlp.up_proj.weight"), vec![c.hidden, c.dim]),
+            });
+        }
+        let final_norm = add("model.norm.weight".into(), vec![c.dim]);
+        let cls = (!c.tied).then(|| add("lm_head.weight".into(), vec![c.vocab, c.dim]));
+        Params {
+            tensors,
+            embed,
+            final_norm,
+            cls,
+            layers,
+        }
+    }
+
+    /// Random initialisation (maderix/ANE's scheme, E.7): uniform ±1/√fan_in for projections,
+    /// with the residual-branch outputs (Wo, W2) further scaled by 1/√(2·layers); norms 1;
+    /// embedding ±0.02.
+    pub fn init(c: &Config, seed: u64) -> Params {
+        let mut p = Params::zeros(c);
+        let mut rng = Rng::new(seed);
+        let depth = 1.0 / (2.0 * c.layers as f64).sqrt();
+        let fill =
+            |t: &mut Tensor, a: f64, rng: &mut Rng| t.data.iter_mut().for_each(|v| *v = rng.uniform(a));
+        fill(&mut p.tensors[p.embed], 0.02, &mut rng);
+        for l in p.layers.clone() {
+            let d = 1.0 / (c.dim as f64).sqrt();
+            fill(&mut p.tensors[l.wq], d, &mut rng);
+            fill(&mut p.tensors[l.wk], d, &mut rng);
+            fill(&mut p.tensors[l.wv], d, &mut rng);
+            fill(&mut p.tensors[l.wo], depth / (c.q_dim() as f64).sqrt(), &mut rng);
+            fill(&mut p.tensors[l.w1], 1.0 / (c.hidden as f64).sqrt(), &mut rng);
+            fill(&mut p.tensors[l.w2], depth * d, &mut rng);
+            fill(&mut p.tensors[l.w3], 1.0 / (c.hidden as f64).sqrt(), &mut rng);
+            p.tensors[l.attn_norm].data.fill(1.0);
+            p.tensors[l.ffn_norm].data.fill(1.0);
+        }
+        p.tensors[p.final_norm].data.fill(1.0);
+        if let Some(cls) = p.cls {
+            fill(&mut p.tensors[cls], 1.0 / (c.dim as f64).sqrt(), &mut rng);
+        }
+        p
+    }
+
+    /// The classifier matrix `[vocab, dim]` (the embedding when tied).
+    pub fn classifier(&self) -> usize {
+        self.cls.unwrap_or(self.embed)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| anyhow!("no parameter named {name}"))
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.tensors.iter().map(|t| t.data.len()).sum()
+    }
+
+    /// Checks another set has the same names and shapes (e.g. gradients, a loaded checkpoint).
+    pub fn check_same_shapes(&self, other: &Params) -> Result<()> {
+        ensure!(
+            self.tensors.len() == other.tensors.len(),
+            "different number of tensors"
+        );
+        for (a, b) in self.tensors.iter().zip(&other.tensors) {
+            ensure!(
+                a.name == b.name && a.shape == b.shape,
+                "tensor {} {:?} vs {} {:?}",
+                a.name,
+                a.shape,
+                b.name,
+                b.shape
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_count_and_init_ranges() {
+        let c = Config::preset("tiny").unwrap();
+        let p = Params::init(&c, 7);
+        assert_eq!(p.num_params(), c.num_params());
+        let l0 = p.layers[0];
+        assert_eq!(p.tensors[l0.wq].shape, vec![c.q_dim(), c.dim]);
+        assert_eq!(p.tensors[l0.w2].shape, vec![c.dim, c.hidden]);
+        assert!(p.tensors[l0.attn_norm].data.iter().all(|&v| v == 1.0));
+        let bound = 1.0 / (c.dim as f32).sqrt();
+        assert!(p.tensors[l0.wq].data.iter().all(|v| v.abs() <= bound));
+        assert!(p.tensors[l0.wq].data.iter().any(|v| v.abs() > bound / 2.0));
+        assert_eq!(Params::init(&c, 7), p);
+        assert_ne!(Params::init(&c, 8), p);
+        assert!(p.get("model.layers.1.mlp.up_proj.weight").is_ok());
+    }
+}
