@@ -2,7 +2,9 @@
 //! the very same MIL programs.
 
 pub mod cli;
+pub mod data;
 pub mod device;
+pub mod fsutil;
 pub mod host;
 pub mod kernels;
 pub mod model;

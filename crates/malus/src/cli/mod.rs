@@ -1,5 +1,6 @@
 //! Command-line interface: one sub-module per command family.
 
+mod data;
 mod mil;
 
 use std::process::ExitCode;
@@ -22,6 +23,12 @@ enum Command {
     /// Work with MIL programs: check, format, run.
     #[command(subcommand)]
     Mil(mil::MilCommand),
+    /// Train tokenizers.
+    #[command(subcommand)]
+    Tokenizer(data::TokenizerCommand),
+    /// Prepare token shards from text.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 /// Parses arguments, runs the command and turns errors into a message and exit status 1.
@@ -29,6 +36,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mil(c) => mil::run(c),
+        Command::Tokenizer(c) => data::tokenizer(c),
+        Command::Data(c) => data::data(c),
     };
     match result {
         Ok(code) => code,
