@@ -10,16 +10,11 @@ use malus_mil::Var;
 use super::common::{Axis, Layout, Mil};
 use super::{Consts, KernelDef, Shape};
 
-/// Inputs share the forward's weight blocks so one staged input serves forward and backward:
+/// The forward reads the backward's input layout (ignoring its gradient block), so one staged
+/// input per layer serves both kernels and weights are staged once per update:
 /// `wq` = W̃qᵀ (dim × q), `wk`/`wv` = W̃k/vᵀ (dim × kv), `wo` = Wo as is (dim × q).
 fn weight_blocks(s: &Shape) -> [(&'static str, usize); 4] {
     [("wq", s.q), ("wk", s.kv), ("wv", s.kv), ("wo", s.q)]
-}
-
-pub fn forward_layout(s: &Shape) -> Layout {
-    let mut b = vec![("x", s.seq)];
-    b.extend(weight_blocks(s));
-    Layout::new(Axis::Spatial, s.dim, &b)
 }
 
 pub fn backward_layout(s: &Shape) -> Layout {
@@ -120,7 +115,7 @@ fn forward_body(m: &mut Mil, s: &Shape, k: &mut Consts, x: &Var, w: [&Var; 3]) -
 
 /// `x2 = x + α·Wo·Attn(RoPE(W̃q x̂), RoPE(W̃k x̂), W̃v x̂)`.
 pub fn forward(s: &Shape) -> Result<KernelDef> {
-    let inl = forward_layout(s);
+    let inl = backward_layout(s);
     let mut m = Mil::new(s.dtype);
     let mut k = Consts::new(s);
     let x = m.input(&inl);

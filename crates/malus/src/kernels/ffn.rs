@@ -12,12 +12,6 @@ fn weight_blocks(s: &Shape) -> [(&'static str, usize); 3] {
     [("w1", s.hidden), ("w3", s.hidden), ("w2", s.hidden)]
 }
 
-pub fn forward_layout(s: &Shape) -> Layout {
-    let mut b = vec![("x2", s.seq)];
-    b.extend(weight_blocks(s));
-    Layout::new(Axis::Spatial, s.dim, &b)
-}
-
 pub fn backward_layout(s: &Shape) -> Layout {
     let mut b = vec![("dy", s.seq), ("x2", s.seq)];
     b.extend(weight_blocks(s));
@@ -90,7 +84,7 @@ fn forward_body(m: &mut Mil, s: &Shape, x2: &Var, w1: &Var, w3: &Var) -> Result<
 
 /// `x' = x2 + α·W2·(SiLU(W̃1 x̂2) ⊙ W̃3 x̂2)`.
 pub fn forward(s: &Shape) -> Result<KernelDef> {
-    let inl = forward_layout(s);
+    let inl = backward_layout(s);
     let mut m = Mil::new(s.dtype);
     let x = m.input(&inl);
     let [x2, w1, w3, w2] = ["x2", "w1", "w3", "w2"].map(|n| m.block(&x, &inl, n));
