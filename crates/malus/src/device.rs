@@ -38,7 +38,11 @@ impl Device for CpuDevice {
         let kernel = malus_cpu::compile(&def.program, &def.weights, &opts)?;
         let input = kernel.inputs()[0].name.clone();
         let output = kernel.outputs()[0].name.clone();
-        Ok(Box::new(CpuExec { kernel, input, output }))
+        Ok(Box::new(CpuExec {
+            kernel,
+            input,
+            output,
+        }))
     }
 }
 

@@ -34,13 +34,32 @@ fn compare(c: &Config, scale: f32) -> (f64, f64) {
     let mut worst_rel: f64 = 0.0;
     let mut worst_cos: f64 = 1.0;
     for (a, b) in g16.tensors.iter().zip(&g32.tensors) {
-        let dot: f64 = a.data.iter().zip(&b.data).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let dot: f64 = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| *x as f64 * *y as f64)
+            .sum();
         let na: f64 = a.data.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
         let nb: f64 = b.data.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        let diff: f64 = a.data.iter().zip(&b.data).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>().sqrt();
+        let diff: f64 = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let (rel, cos) = (diff / nb, dot / (na * nb));
-        assert!(a.data.iter().all(|x| x.is_finite()), "{}: non-finite fp16 gradient", a.name);
-        assert!(rel <= 3e-2 && cos >= 0.999, "{}: relative error {rel:.3e}, cosine {cos:.6}", a.name);
+        assert!(
+            a.data.iter().all(|x| x.is_finite()),
+            "{}: non-finite fp16 gradient",
+            a.name
+        );
+        assert!(
+            rel <= 3e-2 && cos >= 0.999,
+            "{}: relative error {rel:.3e}, cosine {cos:.6}",
+            a.name
+        );
         worst_rel = worst_rel.max(rel);
         worst_cos = worst_cos.min(cos);
     }

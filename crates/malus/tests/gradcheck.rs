@@ -20,12 +20,21 @@ fn params(c: &Config) -> Params {
     let mut p = Params::init(c, 11);
     let mut r = Rng::new(5);
     for t in p.tensors.iter_mut().filter(|t| t.shape.len() == 1) {
-        t.data.iter_mut().for_each(|v| *v = 0.6 + r.uniform(0.5).abs() * 1.6);
+        t.data
+            .iter_mut()
+            .for_each(|v| *v = 0.6 + r.uniform(0.5).abs() * 1.6);
     }
     p
 }
 
-fn device_grads(c: &Config, p: &Params, toks: &[u32], dtype: DType, numerics: Numerics, scale: f32) -> (f64, Params) {
+fn device_grads(
+    c: &Config,
+    p: &Params,
+    toks: &[u32],
+    dtype: DType,
+    numerics: Numerics,
+    scale: f32,
+) -> (f64, Params) {
     let plan = Plan::new(c, dtype, DwPlacement::Device).unwrap();
     let mut step = Step::new(&plan, &CpuDevice { numerics }).unwrap();
     step.stage(p).unwrap();
@@ -48,7 +57,10 @@ fn check(c: &Config) {
     let toks = tokens(c, 3);
     let (loss, g) = device_grads(c, &p, &toks, DType::Fp32, Numerics::F32, 1.0);
     let want = reference::loss(c, &p, &toks);
-    assert!((loss - want).abs() < 1e-5 * want, "loss {loss} vs reference {want}");
+    assert!(
+        (loss - want).abs() < 1e-5 * want,
+        "loss {loss} vs reference {want}"
+    );
     let mut r = Rng::new(9);
     let mut worst = 0.0f64;
     for (ti, t) in p.tensors.iter().enumerate() {
@@ -64,10 +76,17 @@ fn check(c: &Config) {
             let got = g.tensors[ti].data[i] as f64;
             let rel = (got - fd).abs() / (got.abs() + fd.abs()).max(1e-4);
             worst = worst.max(rel);
-            assert!(rel < 1e-3, "{}[{i}]: device {got:e} vs finite difference {fd:e} (rel {rel:e})", t.name);
+            assert!(
+                rel < 1e-3,
+                "{}[{i}]: device {got:e} vs finite difference {fd:e} (rel {rel:e})",
+                t.name
+            );
         }
     }
-    eprintln!("{}: loss {loss:.6}, worst relative gradient error {worst:.2e}", if c.kv_heads < c.heads { "gqa" } else { "mha" });
+    eprintln!(
+        "{}: loss {loss:.6}, worst relative gradient error {worst:.2e}",
+        if c.kv_heads < c.heads { "gqa" } else { "mha" }
+    );
 }
 
 #[test]

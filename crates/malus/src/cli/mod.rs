@@ -2,6 +2,7 @@
 
 mod data;
 mod mil;
+mod plan;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,8 @@ enum Command {
     /// Work with MIL programs: check, format, run.
     #[command(subcommand)]
     Mil(mil::MilCommand),
+    /// Show the kernel plan of a model: kernels, FLOPs, bytes, host work.
+    Plan(plan::PlanArgs),
     /// Train tokenizers.
     #[command(subcommand)]
     Tokenizer(data::TokenizerCommand),
@@ -36,6 +39,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mil(c) => mil::run(c),
+        Command::Plan(a) => plan::run(a),
         Command::Tokenizer(c) => data::tokenizer(c),
         Command::Data(c) => data::data(c),
     };

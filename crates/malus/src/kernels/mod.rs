@@ -14,6 +14,7 @@ pub mod classifier;
 pub mod common;
 pub mod ffn;
 pub mod plan;
+pub mod report;
 
 use anyhow::{Context, Result, ensure};
 use malus_mil::lint::{Target, lint};
