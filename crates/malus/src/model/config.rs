@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 
 /// The shape of a Llama-family decoder: RMSNorm, RoPE (llama2.c pairing), SwiGLU FFN,
 /// multi-head or grouped-query attention.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     pub dim: usize,
     pub hidden: usize,

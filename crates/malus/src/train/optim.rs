@@ -4,7 +4,7 @@
 use crate::model::Params;
 
 /// AdamW hyper-parameters.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
     pub beta1: f32,
     pub beta2: f32,
@@ -125,7 +125,7 @@ pub fn clip(g: &mut Params, max_norm: f64) -> f64 {
 }
 
 /// Linear warm-up to `max_lr`, then cosine decay to `min_ratio·max_lr` at `total` steps.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     pub max_lr: f64,
     pub warmup: u64,
@@ -148,7 +148,7 @@ impl Schedule {
 
 /// Loss scaling: dynamic (halve and skip on inf/nan, double after `interval` good steps) or
 /// fixed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossScaler {
     pub scale: f32,
     pub dynamic: bool,

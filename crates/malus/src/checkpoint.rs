@@ -1,0 +1,318 @@
+//! Checkpoints: parameters and optimizer moments in one safetensors file, with the rest of the
+//! training state (config, step, RNG, loss scaler, data position, tokenizer fingerprint) as JSON
+//! in its metadata. Written atomically; the newest `keep` are kept.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::model::{Config, Params};
+use crate::train::optim::{AdamWConfig, LossScaler, Optimizer};
+
+/// Format version written into every checkpoint.
+pub const FORMAT: u32 = 1;
+
+/// The JSON part of a checkpoint.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Meta {
+    pub format: u32,
+    pub config: Config,
+    /// Optimizer updates done.
+    pub step: u64,
+    /// Sampling RNG state after `step` updates.
+    pub rng: u64,
+    pub scaler: LossScaler,
+    pub tokenizer_hash: String,
+    pub tokens_seen: u64,
+    pub elapsed_s: f64,
+    pub optimizer: OptimizerMeta,
+    /// The training settings, kept for reference and for `--resume` checks.
+    pub settings: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum OptimizerMeta {
+    AdamW { cfg: AdamWConfig, step: u64 },
+    Sgd { momentum: f32, weight_decay: f32 },
+}
+
+/// Everything needed to continue training exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub meta: Meta,
+    pub params: Params,
+    pub opt: Optimizer,
+}
+
+fn bytes_of(v: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+impl Checkpoint {
+    /// Serialises to safetensors bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut tensors: Vec<(String, TensorView)> = Vec::new();
+        fn view<'a>(shape: &[usize], data: &'a [f32]) -> Result<TensorView<'a>> {
+            TensorView::new(Dtype::F32, shape.to_vec(), bytes_of(data)).map_err(|e| anyhow!("{e}"))
+        }
+        for t in &self.params.tensors {
+            tensors.push((format!("param.{}", t.name), view(&t.shape, &t.data)?));
+        }
+        let (meta_opt, moments): (OptimizerMeta, Vec<(&str, &Vec<Vec<f32>>)>) = match &self.opt {
+            Optimizer::AdamW { cfg, step, m, v } => (
+                OptimizerMeta::AdamW {
+                    cfg: cfg.clone(),
+                    step: *step,
+                },
+                vec![("adam_m", m), ("adam_v", v)],
+            ),
+            Optimizer::Sgd {
+                momentum,
+                weight_decay,
+                buf,
+            } => (
+                OptimizerMeta::Sgd {
+                    momentum: *momentum,
+                    weight_decay: *weight_decay,
+                },
+                vec![("sgd_buf", buf)],
+            ),
+        };
+        for (prefix, state) in &moments {
+            for (t, s) in self.params.tensors.iter().zip(state.iter()) {
+                tensors.push((format!("{prefix}.{}", t.name), view(&t.shape, s)?));
+            }
+        }
+        let mut meta = self.meta.clone();
+        meta.optimizer = meta_opt;
+        let info = HashMap::from([("malus".to_string(), serde_json::to_string(&meta)?)]);
+        safetensors::serialize(tensors, Some(info)).map_err(|e| anyhow!("serialising checkpoint: {e}"))
+    }
+
+    /// Parses safetensors bytes; `name` is used in error messages.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint> {
+        let (_, md) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| anyhow!("{name}: not a safetensors file ({e})"))?;
+        let json = md
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("malus"))
+            .ok_or_else(|| anyhow!("{name}: not a malus checkpoint (no `malus` metadata)"))?;
+        let meta: Meta =
+            serde_json::from_str(json).with_context(|| format!("{name}: bad checkpoint metadata"))?;
+        ensure!(
+            meta.format == FORMAT,
+            "{name}: checkpoint format {} (this malus reads {FORMAT})",
+            meta.format
+        );
+        meta.config
+            .validate()
+            .with_context(|| format!("{name}: bad model config"))?;
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| anyhow!("{name}: corrupt tensors ({e})"))?;
+        let mut params = Params::zeros(&meta.config);
+        let read = |key: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let t = st
+                .tensor(key)
+                .map_err(|_| anyhow!("{name}: missing tensor {key}"))?;
+            ensure!(
+                t.dtype() == Dtype::F32,
+                "{name}: tensor {key} is {:?}, expected F32",
+                t.dtype()
+            );
+            ensure!(
+                t.shape() == shape,
+                "{name}: tensor {key} has shape {:?}, the config needs {shape:?}",
+                t.shape()
+            );
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        for t in params.tensors.iter_mut() {
+            t.data = read(&format!("param.{}", t.name), &t.shape)?;
+        }
+        let state = |prefix: &str| -> Result<Vec<Vec<f32>>> {
+            params
+                .tensors
+                .iter()
+                .map(|t| read(&format!("{prefix}.{}", t.name), &t.shape))
+                .collect()
+        };
+        let opt = match &meta.optimizer {
+            OptimizerMeta::AdamW { cfg, step } => Optimizer::AdamW {
+                cfg: cfg.clone(),
+                step: *step,
+                m: state("adam_m")?,
+                v: state("adam_v")?,
+            },
+            OptimizerMeta::Sgd {
+                momentum,
+                weight_decay,
+            } => Optimizer::Sgd {
+                momentum: *momentum,
+                weight_decay: *weight_decay,
+                buf: state("sgd_buf")?,
+            },
+        };
+        if params
+            .tensors
+            .iter()
+            .any(|t| t.data.iter().any(|v| !v.is_finite()))
+        {
+            bail!("{name}: parameters contain inf or NaN");
+        }
+        Ok(Checkpoint { meta, params, opt })
+    }
+
+    /// Writes atomically: a failure (full disk, interruption) never replaces a good file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::fsutil::write_atomic(path, &self.to_bytes()?)
+    }
+
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        Checkpoint::from_bytes(&bytes, &path.display().to_string())
+    }
+}
+
+/// File name of the checkpoint after `step` updates.
+pub fn file_name(step: u64) -> String {
+    format!("ckpt-{step:08}.safetensors")
+}
+
+/// Checkpoints in `dir`, oldest first.
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = e?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !path.is_file() {
+            continue;
+        }
+        if let Some(step) = name
+            .strip_prefix("ckpt-")
+            .and_then(|r| r.strip_suffix(".safetensors"))
+        {
+            if let Ok(s) = step.parse() {
+                out.push((s, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The newest checkpoint in `dir`.
+pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(list(dir)?.pop().map(|(_, p)| p))
+}
+
+/// Deletes all but the newest `keep` checkpoints.
+pub fn prune(dir: &Path, keep: usize) -> Result<()> {
+    let all = list(dir)?;
+    let n = all.len().saturating_sub(keep.max(1));
+    for (_, p) in all.into_iter().take(n) {
+        std::fs::remove_file(&p).with_context(|| format!("removing old checkpoint {}", p.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        let c = Config::preset("tiny").unwrap();
+        let params = Params::init(&c, 1);
+        let mut opt = Optimizer::adamw(&params, AdamWConfig::default());
+        let mut p2 = params.clone();
+        opt.step(&mut p2, &params, 0.01);
+        Checkpoint {
+            meta: Meta {
+                format: FORMAT,
+                config: c,
+                step: 3,
+                rng: 99,
+                scaler: LossScaler::dynamic(1024.0, 100),
+                tokenizer_hash: "abc".into(),
+                tokens_seen: 1000,
+                elapsed_s: 1.5,
+                optimizer: OptimizerMeta::Sgd {
+                    momentum: 0.0,
+                    weight_decay: 0.0,
+                },
+                settings: serde_json::json!({"lr": 0.001}),
+            },
+            params: p2,
+            opt,
+        }
+    }
+
+    #[test]
+    fn round_trip_is_exact() {
+        let ck = sample();
+        let back = Checkpoint::from_bytes(&ck.to_bytes().unwrap(), "x").unwrap();
+        assert_eq!(back.params, ck.params);
+        assert_eq!(back.opt, ck.opt);
+        assert_eq!(back.meta.rng, 99);
+        assert!(matches!(
+            back.meta.optimizer,
+            OptimizerMeta::AdamW { step: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn corrupt_and_foreign_files_are_named_errors() {
+        let ck = sample();
+        let bytes = ck.to_bytes().unwrap();
+        let err = Checkpoint::from_bytes(&bytes[..bytes.len() / 2], "half.safetensors").unwrap_err();
+        assert!(format!("{err:#}").contains("half.safetensors"), "{err:#}");
+        assert!(Checkpoint::from_bytes(b"garbage", "g").is_err());
+        let plain = safetensors::serialize(Vec::<(String, TensorView)>::new(), None).unwrap();
+        assert!(
+            format!("{:#}", Checkpoint::from_bytes(&plain, "p").unwrap_err())
+                .contains("not a malus checkpoint")
+        );
+    }
+
+    #[test]
+    fn listing_and_pruning() {
+        let dir = std::env::temp_dir().join(format!("malus-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ck = sample();
+        for s in [5, 10, 15] {
+            ck.save(&dir.join(file_name(s))).unwrap();
+        }
+        std::fs::write(dir.join("notes.txt"), "x").unwrap();
+        assert_eq!(
+            list(&dir).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![5, 10, 15]
+        );
+        prune(&dir, 2).unwrap();
+        assert_eq!(latest(&dir).unwrap().unwrap(), dir.join(file_name(15)));
+        assert_eq!(list(&dir).unwrap().len(), 2);
+        // A write that fails (here: the target is a directory) is an error naming the file, and
+        // leaves no temp file behind.
+        let blocked = dir.join(file_name(20));
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        let err = ck.save(&blocked).unwrap_err();
+        assert!(format!("{err:#}").contains("ckpt-00000020"), "{err:#}");
+        let leftovers = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp"))
+            .count();
+        assert_eq!(leftovers, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
