@@ -3,6 +3,7 @@
 mod data;
 mod mil;
 mod plan;
+mod train;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ enum Command {
     /// Work with MIL programs: check, format, run.
     #[command(subcommand)]
     Mil(mil::MilCommand),
+    /// Train a model (no arguments: a small model on the shipped Jane Austen corpus).
+    Train(train::TrainArgs),
     /// Show the kernel plan of a model: kernels, FLOPs, bytes, host work.
     Plan(plan::PlanArgs),
     /// Train tokenizers.
@@ -40,6 +43,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mil(c) => mil::run(c),
         Command::Plan(a) => plan::run(a),
+        Command::Train(a) => train::run(a),
         Command::Tokenizer(c) => data::tokenizer(c),
         Command::Data(c) => data::data(c),
     };

@@ -1,7 +1,11 @@
-//! Training: the device step, gradient accumulation (and, next, optimizers and the loop).
+//! Training: the device step, gradient accumulation, optimizers, settings and the loop.
 
 pub mod grads;
 pub mod optim;
+pub mod settings;
 pub mod step;
+pub mod trainer;
 
+pub use settings::Settings;
 pub use step::Step;
+pub use trainer::{Metrics, Trainer};

@@ -1,0 +1,187 @@
+//! `malus train`: train (or continue) a model on text, with progress, metrics and checkpoints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::model::Config;
+use crate::train::settings::{DeviceChoice, NumericsChoice, OptimizerChoice};
+use crate::train::{Settings, Trainer};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Ane,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum NumericsArg {
+    F32,
+    Fp16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OptArg {
+    Adamw,
+    Sgd,
+}
+
+/// With no arguments: a ~6M-parameter model on the shipped Jane Austen corpus.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Model preset (tiny, stories15m, stories42m, stories110m); default: the shipped small model.
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    seq: Option<usize>,
+    /// Text file or uint16 token shard (.bin).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Run directory: checkpoints, metrics.jsonl, token cache.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Optimizer updates.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Sequences per update.
+    #[arg(long)]
+    accum: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    warmup: Option<u64>,
+    #[arg(long, value_enum)]
+    optimizer: Option<OptArg>,
+    /// Global gradient-norm clip (0 disables).
+    #[arg(long)]
+    clip: Option<f64>,
+    /// Fixed loss scale (default: dynamic for fp16, none for f32).
+    #[arg(long)]
+    loss_scale: Option<f32>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Arithmetic of the CPU executor.
+    #[arg(long, value_enum, default_value_t = NumericsArg::F32)]
+    numerics: NumericsArg,
+    #[arg(long)]
+    eval_every: Option<u64>,
+    #[arg(long)]
+    ckpt_every: Option<u64>,
+    /// Continue from the newest checkpoint in the run directory.
+    #[arg(long)]
+    resume: bool,
+    /// Tokens to sample at the end (0: none).
+    #[arg(long, default_value_t = 120)]
+    sample_tokens: usize,
+}
+
+fn settings(a: &TrainArgs) -> Result<Settings> {
+    let mut s = Settings::default_run();
+    if let Some(m) = &a.model {
+        let vocab = s.model.vocab;
+        s.model = Config::preset(m)?;
+        s.model.vocab = vocab;
+        s.out = PathBuf::from(format!("runs/{m}"));
+    }
+    if let Some(v) = a.seq {
+        s.model.seq = v;
+    }
+    macro_rules! set {
+        ($($f:ident),*) => { $(if let Some(v) = a.$f.clone() { s.$f = v; })* };
+    }
+    set!(
+        data, tokenizer, out, steps, accum, lr, warmup, clip, seed, eval_every, ckpt_every
+    );
+    s.loss_scale = a.loss_scale.or(s.loss_scale);
+    if let Some(o) = a.optimizer {
+        s.optimizer = match o {
+            OptArg::Adamw => OptimizerChoice::AdamW,
+            OptArg::Sgd => OptimizerChoice::Sgd,
+        };
+    }
+    s.device = match a.device {
+        DeviceArg::Auto => DeviceChoice::Auto,
+        DeviceArg::Cpu => DeviceChoice::Cpu,
+        DeviceArg::Ane => DeviceChoice::Ane,
+    };
+    s.numerics = match a.numerics {
+        NumericsArg::F32 => NumericsChoice::F32,
+        NumericsArg::Fp16 => NumericsChoice::Fp16,
+    };
+    anyhow::ensure!(
+        s.steps > 0 && s.accum > 0 && s.eval_every > 0 && s.ckpt_every > 0,
+        "steps, accum, eval-every and ckpt-every must be positive"
+    );
+    Ok(s)
+}
+
+pub fn run(a: TrainArgs) -> Result<ExitCode> {
+    let s = settings(&a)?;
+    let mut t = Trainer::new(s, a.resume)?;
+    let c = &t.settings.model;
+    println!(
+        "malus train: {:.2}M parameters (dim {}, {} layers, {} heads, seq {}, vocab {}) on {} | data {} | run dir {}",
+        t.params.num_params() as f64 / 1e6,
+        c.dim,
+        c.layers,
+        c.heads,
+        c.seq,
+        c.vocab,
+        t.device_name,
+        t.settings.data.display(),
+        t.settings.out.display()
+    );
+    if t.step_no > 0 {
+        println!("resumed at step {}", t.step_no);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again to quit now)");
+    });
+    let bar = ProgressBar::new(t.settings.steps);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
+            .expect("static template"),
+    );
+    bar.set_position(t.step_no);
+    let mut last_val = None;
+    t.run(stop.clone(), |m| {
+        bar.set_position(m.step);
+        if let Some(v) = m.val_loss {
+            last_val = Some(v);
+            bar.println(format!(
+                "step {:>5}  train {:.3}  val {:.3}  lr {:.2e}  {:.0} tok/s",
+                m.step, m.train_loss, v, m.lr, m.tokens_per_s
+            ));
+        }
+        bar.set_message(format!("loss {:.3}  {:.0} tok/s", m.train_loss, m.tokens_per_s));
+    })?;
+    bar.finish_and_clear();
+    if stop.load(Ordering::SeqCst) {
+        println!("stopped at step {}; continue with --resume", t.step_no);
+        return Ok(ExitCode::from(130));
+    }
+    println!(
+        "done: {} steps, validation loss {}, {:.0} s; metrics in {}",
+        t.step_no,
+        last_val.map_or("n/a".into(), |v| format!("{v:.3}")),
+        t.elapsed,
+        t.settings.out.join("metrics.jsonl").display()
+    );
+    let _ = a.sample_tokens;
+    Ok(ExitCode::SUCCESS)
+}
