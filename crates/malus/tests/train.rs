@@ -1,0 +1,130 @@
+//! The training loop end to end on a tiny model: loss falls, an interrupted and resumed run logs
+//! exactly the same losses as an uninterrupted one, and bad input gives named errors.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use malus::data::shards::write_tokens;
+use malus::model::Config;
+use malus::train::settings::DeviceChoice;
+use malus::train::{Metrics, Settings, Trainer};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("malus-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A tiny model on a token shard cut from the shipped corpus.
+fn settings(out: &Path) -> Settings {
+    let mut s = Settings::default_run();
+    s.model = Config {
+        vocab: 4096,
+        seq: 64,
+        ..Config::preset("tiny").unwrap()
+    };
+    let tok = malus::data::Tok::load(&repo().join("data/tokenizer.json")).unwrap();
+    let text = std::fs::read_to_string(repo().join("data/austen.txt")).unwrap();
+    let ids = tok.encode(&text[..60_000]).unwrap();
+    let shard = out.join("austen-head.bin");
+    write_tokens(&shard, &ids).unwrap();
+    s.data = shard;
+    s.tokenizer = repo().join("data/tokenizer.json");
+    s.out = out.to_path_buf();
+    s.device = DeviceChoice::Cpu;
+    s.steps = 8;
+    s.accum = 2;
+    s.warmup = 2;
+    s.lr = 3e-3;
+    s.eval_every = 4;
+    s.eval_batches = 2;
+    s.ckpt_every = 100;
+    s
+}
+
+fn losses(out: &Path) -> Vec<(u64, f64, Option<f64>)> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let m: Metrics = serde_json::from_str(l).unwrap();
+            (m.step, m.train_loss, m.val_loss)
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_run_logs_the_same_losses_as_an_uninterrupted_one() {
+    let a = dir("full");
+    let mut t = Trainer::new(settings(&a), false).unwrap();
+    t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    let full = losses(&a);
+    assert_eq!(full.len(), 8);
+    assert!(
+        full[7].2.unwrap() < full[3].2.unwrap(),
+        "validation loss should fall: {full:?}"
+    );
+
+    let b = dir("split");
+    let mut t = Trainer::new(settings(&b), false).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    t.run(stop, |m| {
+        if m.step == 3 {
+            flag.store(true, Ordering::SeqCst); // as Ctrl-C does: finish the step, checkpoint, stop
+        }
+    })
+    .unwrap();
+    assert_eq!(t.step_no, 3);
+    drop(t);
+    let mut t = Trainer::new(settings(&b), true).unwrap();
+    assert_eq!(t.step_no, 3);
+    t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    assert_eq!(
+        losses(&b),
+        full,
+        "the resumed run must log exactly the same losses"
+    );
+}
+
+#[test]
+fn bad_inputs_are_named() {
+    let d = dir("bad");
+    let mut s = settings(&d);
+    s.data = d.join("missing.txt");
+    let err = format!("{:#}", Trainer::new(s, false).err().unwrap());
+    assert!(err.contains("missing.txt"), "{err}");
+
+    let mut s = settings(&d);
+    write_tokens(&d.join("big.bin"), &vec![5000u32; 1000]).unwrap();
+    s.data = d.join("big.bin");
+    let err = format!("{:#}", Trainer::new(s, false).err().unwrap());
+    assert!(err.contains("big.bin") && err.contains("token 5000"), "{err}");
+
+    let s = settings(&d);
+    let err = format!("{:#}", Trainer::new(s, true).err().unwrap());
+    assert!(err.contains("no checkpoint"), "{err}");
+
+    // A checkpoint of another model config is refused by name.
+    let t = Trainer::new(settings(&d), false).unwrap();
+    t.save().unwrap();
+    let mut other = settings(&d);
+    other.model.hidden = 160;
+    let err = format!("{:#}", Trainer::new(other, true).err().unwrap());
+    assert!(
+        err.contains("ckpt-00000000") && err.contains("model config differs"),
+        "{err}"
+    );
+
+    // A corrupt checkpoint is refused by name.
+    let ck = d.join("ckpt-00000001.safetensors");
+    std::fs::write(&ck, b"not a checkpoint").unwrap();
+    let err = format!("{:#}", Trainer::new(settings(&d), true).err().unwrap());
+    assert!(err.contains("ckpt-00000001"), "{err}");
+}
