@@ -318,6 +318,16 @@ impl Step {
     }
 }
 
+impl Step {
+    /// The accumulated gradients as parameter gradients (`1/scale` undoes loss scaling and
+    /// averages over accumulated micro-steps), and clears the accumulators.
+    pub fn take_grads(&mut self, p: &Params, scale: f32) -> Params {
+        let g = self.acc.to_grads(p, scale);
+        self.acc.zero();
+        g
+    }
+}
+
 /// `(W·diag(w))ᵀ` for a row-major `[rows, dim]` W: the staged form `[dim, rows]`.
 fn fold_transpose(wmat: &[f32], w: &[f32]) -> Vec<f32> {
     let dim = w.len();

@@ -255,8 +255,7 @@ impl Trainer {
             self.step.backward(scale)?;
         }
         loss /= accum as f64;
-        let mut grads = self.step.acc.to_grads(&self.params, scale * accum as f32);
-        self.step.acc.zero();
+        let mut grads = self.step.take_grads(&self.params, scale * accum as f32);
         let finite = grads.tensors.iter().all(|t| t.data.iter().all(|v| v.is_finite()));
         let apply = self.scaler.update(finite);
         let lr = self.schedule.lr(self.step_no);

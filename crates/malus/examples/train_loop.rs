@@ -1,0 +1,48 @@
+//! The training loop every ML user knows, with malus as a library: load a model, make an
+//! optimizer over its parameters, then per batch forward → loss, backward, step.
+//!
+//! Run: `cargo run --release --example train_loop`
+
+use malus::data::Tok;
+use malus::device::CpuDevice;
+use malus::kernels::plan::{DwPlacement, Plan};
+use malus::model::{Config, Params};
+use malus::train::Step;
+use malus::train::optim::{AdamWConfig, Optimizer};
+use malus_cpu::Numerics;
+use malus_mil::DType;
+
+fn main() -> anyhow::Result<()> {
+    // A tiny Llama and some text to learn.
+    let tok = Tok::load("data/tokenizer.json".as_ref())?;
+    let text = std::fs::read_to_string("data/austen.txt")?;
+    let ids = tok.encode(&text[..50_000])?;
+    let config = Config {
+        vocab: tok.vocab_size(),
+        ..Config::preset("tiny")?
+    };
+
+    // Parameters, the compiled kernels (on the CPU executor here; `AneDevice` on a Mac), AdamW.
+    let mut params = Params::init(&config, 0);
+    let plan = Plan::new(&config, DType::Fp32, DwPlacement::Device)?;
+    let mut model = Step::new(
+        &plan,
+        &CpuDevice {
+            numerics: Numerics::F32,
+        },
+    )?;
+    model.stage(&params)?;
+    let mut opt = Optimizer::adamw(&params, AdamWConfig::default());
+
+    for (i, batch) in ids.chunks_exact(config.seq + 1).take(60).enumerate() {
+        let loss = model.forward(&params, batch)?; // forward → loss
+        model.backward(1.0)?; // backward (loss scale 1)
+        let grads = model.take_grads(&params, 1.0);
+        opt.step(&mut params, &grads, 3e-3); // optimizer step on f32 master weights
+        model.stage(&params)?; // re-stage the updated weights into the kernel inputs
+        if i % 10 == 0 {
+            println!("batch {i:>3}  loss {loss:.3}");
+        }
+    }
+    Ok(())
+}
