@@ -40,6 +40,9 @@ pub struct TrainArgs {
     model: Option<String>,
     #[arg(long)]
     seq: Option<usize>,
+    /// Vocabulary size of the model (≥ the tokenizer's).
+    #[arg(long)]
+    vocab: Option<usize>,
     /// Text file or uint16 token shard (.bin).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -95,6 +98,9 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
     }
     if let Some(v) = a.seq {
         s.model.seq = v;
+    }
+    if let Some(v) = a.vocab {
+        s.model.vocab = v;
     }
     macro_rules! set {
         ($($f:ident),*) => { $(if let Some(v) = a.$f.clone() { s.$f = v; })* };
