@@ -38,6 +38,26 @@ pub enum OptimizerMeta {
     Sgd { momentum: f32, weight_decay: f32 },
 }
 
+impl OptimizerMeta {
+    /// The hyper-parameters and counters of an optimizer (its moments go in tensors).
+    pub fn of(opt: &Optimizer) -> OptimizerMeta {
+        match opt {
+            Optimizer::AdamW { cfg, step, .. } => OptimizerMeta::AdamW {
+                cfg: cfg.clone(),
+                step: *step,
+            },
+            Optimizer::Sgd {
+                momentum,
+                weight_decay,
+                ..
+            } => OptimizerMeta::Sgd {
+                momentum: *momentum,
+                weight_decay: *weight_decay,
+            },
+        }
+    }
+}
+
 /// Everything needed to continue training exactly.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -60,33 +80,13 @@ impl Checkpoint {
         for t in &self.params.tensors {
             tensors.push((format!("param.{}", t.name), view(&t.shape, &t.data)?));
         }
-        let (meta_opt, moments): (OptimizerMeta, Vec<(&str, &Vec<Vec<f32>>)>) = match &self.opt {
-            Optimizer::AdamW { cfg, step, m, v } => (
-                OptimizerMeta::AdamW {
-                    cfg: cfg.clone(),
-                    step: *step,
-                },
-                vec![("adam_m", m), ("adam_v", v)],
-            ),
-            Optimizer::Sgd {
-                momentum,
-                weight_decay,
-                buf,
-            } => (
-                OptimizerMeta::Sgd {
-                    momentum: *momentum,
-                    weight_decay: *weight_decay,
-                },
-                vec![("sgd_buf", buf)],
-            ),
-        };
-        for (prefix, state) in &moments {
+        for (prefix, state) in self.opt.moments() {
             for (t, s) in self.params.tensors.iter().zip(state.iter()) {
                 tensors.push((format!("{prefix}.{}", t.name), view(&t.shape, s)?));
             }
         }
         let mut meta = self.meta.clone();
-        meta.optimizer = meta_opt;
+        meta.optimizer = OptimizerMeta::of(&self.opt);
         let info = HashMap::from([("malus".to_string(), serde_json::to_string(&meta)?)]);
         safetensors::serialize(tensors, Some(info)).map_err(|e| anyhow!("serialising checkpoint: {e}"))
     }

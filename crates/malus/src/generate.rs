@@ -522,7 +522,12 @@ mod tests {
         c.seq = seq;
         c.tied = tied;
         c.residual_scale = 0.7;
-        let mut p = Params::zeros(&c);
+        let p = random_params(&c, seed);
+        (c, p)
+    }
+
+    fn random_params(c: &Config, seed: u64) -> Params {
+        let mut p = Params::zeros(c);
         let mut rng = Rng::new(seed);
         let norms: Vec<usize> = p
             .layers
@@ -542,7 +547,7 @@ mod tests {
                 };
             }
         }
-        (c, p)
+        p
     }
 
     fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
@@ -738,10 +743,7 @@ mod tests {
         let tok = Tok::load(&tok_path).unwrap();
         let (mut c, _) = model(16, true, 0);
         c.vocab = tok.vocab_size();
-        let mut p = Params::init(&c, 11);
-        // Larger embeddings so the (tied) classifier gives peaked, varied predictions.
-        let e = p.embed;
-        p.tensors[e].data.iter_mut().for_each(|v| *v *= 50.0);
+        let p = random_params(&c, 11);
         let opts = SampleOptions {
             temperature: 1.0,
             top_p: 1.0,

@@ -10,6 +10,8 @@ pub mod generate;
 pub mod host;
 pub mod kernels;
 pub mod model;
+pub mod plot;
+pub mod probe;
 pub mod reference;
 pub mod rng;
 pub mod train;

@@ -20,6 +20,8 @@ struct Cli {
     command: Command,
 }
 
+// Built once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Work with MIL programs: check, format, run.

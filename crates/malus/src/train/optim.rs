@@ -62,6 +62,14 @@ impl Optimizer {
         }
     }
 
+    /// The per-parameter state tensors with their checkpoint prefixes.
+    pub fn moments(&self) -> Vec<(&'static str, &Vec<Vec<f32>>)> {
+        match self {
+            Optimizer::AdamW { m, v, .. } => vec![("adam_m", m), ("adam_v", v)],
+            Optimizer::Sgd { buf, .. } => vec![("sgd_buf", buf)],
+        }
+    }
+
     /// Applies one update with learning rate `lr`.
     pub fn step(&mut self, p: &mut Params, g: &Params, lr: f32) {
         match self {

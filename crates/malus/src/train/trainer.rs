@@ -214,10 +214,7 @@ impl Trainer {
                 tokenizer_hash: self.tok.hash.clone(),
                 tokens_seen: self.tokens_seen,
                 elapsed_s: self.elapsed,
-                optimizer: OptimizerMeta::Sgd {
-                    momentum: 0.0,
-                    weight_decay: 0.0,
-                },
+                optimizer: OptimizerMeta::of(&self.opt),
                 settings: serde_json::to_value(&self.settings)?,
             },
             params: self.params.clone(),
