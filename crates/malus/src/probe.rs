@@ -205,7 +205,9 @@ impl Build {
     }
 
     fn input_as(&mut self, name: &str, dtype: DType, shape: [usize; 4], scale: f32) -> Var {
-        let vals = (0..shape.iter().product()).map(|_| self.uniform() * scale).collect();
+        let vals = (0..shape.iter().product())
+            .map(|_| self.uniform() * scale)
+            .collect();
         self.inputs.push((name.into(), vals));
         self.b.input(name, Type::tensor(dtype, &shape))
     }
@@ -222,7 +224,9 @@ impl Build {
     fn conv(&mut self, x: &Var, w: &[f32], cout: usize, groups: usize, name: Option<&str>) -> R {
         let cin = x.shape()[1] / groups;
         let off = self.weights.add_f16(WEIGHTS, w);
-        let wv = self.b.blob(Type::tensor(DType::Fp16, &[cout, cin, 1, 1]), WEIGHTS, off)?;
+        let wv = self
+            .b
+            .blob(Type::tensor(DType::Fp16, &[cout, cin, 1, 1]), WEIGHTS, off)?;
         if let Some(n) = name {
             self.b.name(n);
         }
@@ -403,7 +407,10 @@ pub fn probe_names() -> Vec<&'static str> {
 
 /// One probe by name (same data as in [`probes`]).
 pub fn probe(name: &str) -> Option<Probe> {
-    TABLE.iter().position(|e| e.0 == name).map(|i| build(i, &TABLE[i]))
+    TABLE
+        .iter()
+        .position(|e| e.0 == name)
+        .map(|i| build(i, &TABLE[i]))
 }
 
 /// The spec the ANE gets, through the trainer's conversion (the layouts are not used by it).
@@ -421,7 +428,9 @@ pub fn kernel_spec(p: &Probe) -> anyhow::Result<KernelSpec> {
 
 fn encode(fp16: bool, vals: &[f32]) -> Vec<u8> {
     if fp16 {
-        vals.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()
+        vals.iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect()
     } else {
         vals.iter().flat_map(|v| v.to_le_bytes()).collect()
     }
@@ -472,7 +481,11 @@ pub fn compare(reference: &Outputs, got: &Outputs) -> Result<(f32, usize), Strin
             return Err(format!("output `{name}` missing"));
         };
         if have.len() != want.len() {
-            return Err(format!("output `{name}`: {} values, expected {}", have.len(), want.len()));
+            return Err(format!(
+                "output `{name}`: {} values, expected {}",
+                have.len(),
+                want.len()
+            ));
         }
         for (&w, &h) in want.iter().zip(have) {
             let d = (w - h).abs();
@@ -522,7 +535,10 @@ fn on_ane(p: &Probe, ane: &Ane, r: &mut ProbeResult) -> Result<Outputs, String> 
     let mut k = ane.compile(&spec).map_err(|e| e.to_string())?;
     r.compiled = true;
     for (name, vals) in &p.inputs {
-        let fp16 = spec.inputs.iter().any(|t| &t.name == name && t.dtype == IoDType::Fp16);
+        let fp16 = spec
+            .inputs
+            .iter()
+            .any(|t| &t.name == name && t.dtype == IoDType::Fp16);
         k.write_input_bytes(name.as_str(), &encode(fp16, vals))
             .map_err(|e| e.to_string())?;
     }
@@ -578,7 +594,12 @@ pub fn run_probe(p: &Probe, ane: Option<&Ane>, chip: Option<Target>) -> ProbeRes
     let got = on_ane(p, ane, &mut r);
     let failed = match (&reference, got) {
         (_, Err(e)) => {
-            r.status = if r.compiled { "run-failed" } else { "compile-failed" }.into();
+            r.status = if r.compiled {
+                "run-failed"
+            } else {
+                "compile-failed"
+            }
+            .into();
             r.error = Some(e);
             true
         }
@@ -677,7 +698,10 @@ mod tests {
     fn probe_set_builds_validates_and_runs_on_the_cpu() {
         let all = probes();
         assert!((12..=40).contains(&all.len()));
-        assert!(all.len() * 3 < malus_ane::DEFAULT_COMPILE_BUDGET, "probes must leave most of the budget");
+        assert!(
+            all.len() * 3 < malus_ane::DEFAULT_COMPILE_BUDGET,
+            "probes must leave most of the budget"
+        );
         let mut names = probe_names();
         names.sort();
         names.dedup();
@@ -709,15 +733,47 @@ mod tests {
     fn lint_predictions_match_the_restrictions_probed() {
         let lint_of = |n: &str| predict(&probe(n).unwrap(), Target::Strictest);
         assert!(lint_of("width-100").errors.contains(&"ane-width-align".into()));
-        assert!(lint_of("rsqrt-after-reduce").errors.contains(&"ane-rsqrt-after-reduce".into()));
-        assert!(!lint_of("pow-after-reduce").errors.contains(&"ane-rsqrt-after-reduce".into()));
+        assert!(
+            lint_of("rsqrt-after-reduce")
+                .errors
+                .contains(&"ane-rsqrt-after-reduce".into())
+        );
+        assert!(
+            !lint_of("pow-after-reduce")
+                .errors
+                .contains(&"ane-rsqrt-after-reduce".into())
+        );
         assert!(lint_of("extent-32768").errors.contains(&"ane-extent".into()));
-        assert!(predict(&probe("extent-32768").unwrap(), Target::M4Plus).errors.is_empty());
-        assert!(lint_of("elementwise-only").warnings.contains(&"ane-elementwise-only".into()));
-        assert!(!lint_of("width-64").warnings.contains(&"ane-elementwise-only".into()));
-        assert!(lint_of("inputs-2-reversed").warnings.contains(&"ane-io-order".into()));
-        assert!(lint_of("concat-5-channel").warnings.contains(&"ane-concat-inputs".into()));
-        assert!(lint_of("surface-small").warnings.contains(&"ane-min-surface".into()));
+        assert!(
+            predict(&probe("extent-32768").unwrap(), Target::M4Plus)
+                .errors
+                .is_empty()
+        );
+        assert!(
+            lint_of("elementwise-only")
+                .warnings
+                .contains(&"ane-elementwise-only".into())
+        );
+        assert!(
+            !lint_of("width-64")
+                .warnings
+                .contains(&"ane-elementwise-only".into())
+        );
+        assert!(
+            lint_of("inputs-2-reversed")
+                .warnings
+                .contains(&"ane-io-order".into())
+        );
+        assert!(
+            lint_of("concat-5-channel")
+                .warnings
+                .contains(&"ane-concat-inputs".into())
+        );
+        assert!(
+            lint_of("surface-small")
+                .warnings
+                .contains(&"ane-min-surface".into())
+        );
         assert!(lint_of("width-64").errors.is_empty());
     }
 
@@ -761,7 +817,10 @@ mod tests {
         let r = run_probe(&p, Some(&ane), Some(Target::M4Plus));
         assert_eq!(r.status, "compile-failed");
         assert!(!r.compiled && !r.ran);
-        assert!(r.error.as_deref().unwrap().contains("ANECCompile() FAILED"), "{r:?}");
+        assert!(
+            r.error.as_deref().unwrap().contains("ANECCompile() FAILED"),
+            "{r:?}"
+        );
         assert_eq!(r.lint_verdict.as_deref(), Some("error-confirmed"));
 
         // Evaluate does nothing: the outputs hold the fake's fill pattern, not the answer.
@@ -795,7 +854,10 @@ mod tests {
         assert_eq!(results[1].lint[1].target, "m4+", "H16G is an M4");
 
         let mut report = Report::new(OsInfo::detect(), Ok(&ane));
-        assert_eq!((report.chip.as_deref(), report.ane_subtype.as_deref()), (Some("M4"), Some("H16G")));
+        assert_eq!(
+            (report.chip.as_deref(), report.ane_subtype.as_deref()),
+            (Some("M4"), Some("H16G"))
+        );
         assert_eq!(report.compiles_left, Some(0));
         report.probes = results;
         let json = report.to_json();
@@ -813,7 +875,10 @@ mod tests {
     #[test]
     fn compare_counts_nonfinite_disagreements() {
         let a = vec![("y".to_string(), vec![1.0, f32::INFINITY, f32::NAN, 2.0])];
-        let b = vec![("y".to_string(), vec![1.5, f32::INFINITY, f32::NAN, f32::NEG_INFINITY])];
+        let b = vec![(
+            "y".to_string(),
+            vec![1.5, f32::INFINITY, f32::NAN, f32::NEG_INFINITY],
+        )];
         assert_eq!(compare(&a, &b).unwrap(), (0.5, 1));
         assert!(compare(&a, &vec![("z".into(), vec![0.0; 4])]).is_err());
     }

@@ -1,6 +1,7 @@
 //! Command-line interface: one sub-module per command family.
 
 mod data;
+mod generate;
 mod mil;
 mod plan;
 mod train;
@@ -29,6 +30,10 @@ enum Command {
     Mil(mil::MilCommand),
     /// Train a model (no arguments: a small model on the shipped Jane Austen corpus).
     Train(train::TrainArgs),
+    /// Sample text from a checkpoint (a KV-cached host forward).
+    Generate(generate::GenerateArgs),
+    /// Draw the loss curves of a run's metrics.jsonl into a PNG.
+    Plot(generate::PlotArgs),
     /// Show the kernel plan of a model: kernels, FLOPs, bytes, host work.
     Plan(plan::PlanArgs),
     /// Train tokenizers.
@@ -45,6 +50,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mil(c) => mil::run(c),
         Command::Plan(a) => plan::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Plot(a) => generate::plot(a),
         Command::Train(a) => train::run(a),
         Command::Tokenizer(c) => data::tokenizer(c),
         Command::Data(c) => data::data(c),

@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::generate::SampleOptions;
 use crate::model::Config;
 use crate::train::settings::{DeviceChoice, NumericsChoice, OptimizerChoice};
 use crate::train::{Settings, Trainer};
@@ -188,6 +189,22 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         t.elapsed,
         t.settings.out.join("metrics.jsonl").display()
     );
-    let _ = a.sample_tokens;
+    let png = t.settings.out.join("loss.png");
+    match crate::plot::plot_metrics(&t.settings.out.join("metrics.jsonl"), &png) {
+        Ok(()) => println!("loss curve: {}", png.display()),
+        Err(e) => eprintln!("warning: could not plot the loss curve: {e:#}"),
+    }
+    if a.sample_tokens > 0 {
+        println!("sample (temperature 0.8, top-p 0.95):");
+        let opts = SampleOptions {
+            temperature: 0.8,
+            top_p: 0.95,
+            max_tokens: a.sample_tokens,
+            seed: 42,
+            stop: None,
+        };
+        let ck = t.checkpoint()?;
+        super::generate::sample(&ck, &t.tok, "It is a truth", &opts, &mut std::io::stdout().lock())?;
+    }
     Ok(ExitCode::SUCCESS)
 }
