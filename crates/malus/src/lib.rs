@@ -10,6 +10,7 @@ pub mod generate;
 pub mod host;
 pub mod kernels;
 pub mod model;
+pub mod npy;
 pub mod plot;
 pub mod probe;
 pub mod reference;

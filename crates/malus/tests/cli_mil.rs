@@ -92,3 +92,57 @@ fn fmt_prints_a_fixed_point_in_either_spelling() {
         assert!(!bare.contains("tensor<string, []>"), "{f}");
     }
 }
+
+#[test]
+fn run_executes_a_real_program_with_npy_inputs_and_outputs() {
+    use malus::npy::{self, Array};
+    let dir = std::env::temp_dir().join(format!("malus-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x: Vec<f32> = (0..10).map(|i| i as f32 * 0.5).collect();
+    let y: Vec<f32> = (0..10).map(|i| 2.0 - i as f32).collect();
+    npy::write(
+        &dir.join("x.npy"),
+        &Array {
+            shape: vec![1, 10],
+            data: x.clone(),
+        },
+    )
+    .unwrap();
+    npy::write(
+        &dir.join("y.npy"),
+        &Array {
+            shape: vec![1, 10],
+            data: y.clone(),
+        },
+    )
+    .unwrap();
+    let file = fixture_dir().join("apple_coremltools_add_model.mil");
+    let xi = format!("x={}", dir.join("x.npy").display());
+    let yi = format!("y={}", dir.join("y.npy").display());
+    let out = dir.join("out");
+    let (code, text) = malus(&[
+        "mil",
+        "run",
+        file.to_str().unwrap(),
+        "--input",
+        &xi,
+        "--input",
+        &yi,
+        "--numerics",
+        "fp16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("var_3 fp16 [1, 10]"), "{text}");
+    let got = npy::read(&out.join("var_3.npy")).unwrap();
+    assert_eq!(got.shape, vec![1, 10]);
+    for i in 0..10 {
+        assert_eq!(got.data[i], x[i] * y[i], "element {i}");
+    }
+    // A bad --input is named.
+    let (code, text) = malus(&["mil", "run", file.to_str().unwrap(), "--input", "x"]);
+    assert_eq!(code, 1);
+    assert!(text.contains("expected NAME=random|zeros|FILE.npy"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -23,6 +23,8 @@ pub enum MilCommand {
         #[arg(long)]
         quiet: bool,
     },
+    /// Execute a program on the CPU executor and summarise (or save) its outputs.
+    Run(RunArgs),
     /// Print the normalised program.
     Fmt {
         file: PathBuf,
@@ -30,6 +32,33 @@ pub enum MilCommand {
         #[arg(long, value_enum)]
         spelling: Option<SpellingArg>,
     },
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    file: PathBuf,
+    /// Directory with the program's weight files (`weights/NAME.bin` in BLOBFILE paths).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// `NAME=random`, `NAME=zeros` or `NAME=FILE.npy` (default: random for every input).
+    #[arg(long = "input")]
+    inputs: Vec<String>,
+    #[arg(long, value_enum, default_value_t = NumericsArg::F32)]
+    numerics: NumericsArg,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Function to run (default: main or the only one).
+    #[arg(long)]
+    function: Option<String>,
+    /// Write every output as NAME.npy into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum NumericsArg {
+    F32,
+    Fp16,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +98,7 @@ pub fn run(cmd: MilCommand) -> Result<ExitCode> {
             strict,
             quiet,
         } => check(&files, target.into(), strict, quiet),
+        MilCommand::Run(a) => run_program(a),
         MilCommand::Fmt { file, spelling } => {
             let text = read(&file)?;
             let p = parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;
@@ -140,4 +170,89 @@ fn check(files: &[PathBuf], target: Target, strict: bool, quiet: bool) -> Result
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn run_program(a: RunArgs) -> Result<ExitCode> {
+    use crate::npy::{self, Array};
+    let text = read(&a.file)?;
+    let program = parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", a.file.display()))?;
+    let weights = match &a.weights {
+        Some(d) => malus_mil::Weights::load_dir(d)?,
+        None => malus_mil::Weights::new(),
+    };
+    let numerics = match a.numerics {
+        NumericsArg::F32 => malus_cpu::Numerics::F32,
+        NumericsArg::Fp16 => malus_cpu::Numerics::Fp16,
+    };
+    let mut opts = malus_cpu::CompileOptions::default().numerics(numerics);
+    opts.function = a.function.clone();
+    let mut given: Vec<(String, Array)> = Vec::new();
+    for spec in &a.inputs {
+        let (name, src) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--input {spec:?}: expected NAME=random|zeros|FILE.npy"))?;
+        if src != "random" && src != "zeros" {
+            let arr = npy::read(Path::new(src))?;
+            opts = opts.input_shape(name, &arr.shape);
+            given.push((name.to_string(), arr));
+        }
+    }
+    let mut kernel = malus_cpu::compile(&program, &weights, &opts)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let mut rng = crate::rng::Rng::new(a.seed);
+    let infos = kernel.inputs().to_vec();
+    for info in &infos {
+        let choice = a
+            .inputs
+            .iter()
+            .filter_map(|s| s.split_once('='))
+            .find(|(n, _)| *n == info.name)
+            .map(|(_, v)| v);
+        let values: Vec<f32> = match (choice, given.iter().find(|(n, _)| *n == info.name)) {
+            (_, Some((_, arr))) => arr.data.clone(),
+            (Some("zeros"), _) => vec![0.0; info.len()],
+            _ => (0..info.len()).map(|_| rng.uniform(1.0)).collect(),
+        };
+        kernel.write_input_f32(&info.name, &values)?;
+    }
+    let t0 = std::time::Instant::now();
+    kernel.run()?;
+    let dt = t0.elapsed();
+    println!(
+        "{}: ran in {:.3} ms ({:?} numerics)",
+        a.file.display(),
+        dt.as_secs_f64() * 1e3,
+        numerics
+    );
+    for info in kernel.outputs().to_vec() {
+        let v = kernel.output_f32(&info.name)?;
+        let finite: Vec<f64> = v.iter().filter(|x| x.is_finite()).map(|&x| x as f64).collect();
+        let n = finite.len().max(1) as f64;
+        let mean = finite.iter().sum::<f64>() / n;
+        let std = (finite.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let (lo, hi) = finite
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+                (l.min(x), h.max(x))
+            });
+        println!(
+            "  {} {} {:?}: min {lo:.4} max {hi:.4} mean {mean:.4} std {std:.4}, {} non-finite",
+            info.name,
+            info.dtype,
+            info.shape,
+            v.len() - finite.len()
+        );
+        if let Some(dir) = &a.out {
+            let path = dir.join(format!("{}.npy", info.name));
+            npy::write(
+                &path,
+                &Array {
+                    shape: info.shape.clone(),
+                    data: v,
+                },
+            )?;
+            println!("    wrote {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
