@@ -34,8 +34,9 @@ fn device_grads(
     dtype: DType,
     numerics: Numerics,
     scale: f32,
+    dw: DwPlacement,
 ) -> (f64, Params) {
-    let plan = Plan::new(c, dtype, DwPlacement::Device).unwrap();
+    let plan = Plan::new(c, dtype, dw).unwrap();
     let mut step = Step::new(&plan, &CpuDevice { numerics }).unwrap();
     step.stage(p).unwrap();
     let loss = step.forward(p, toks).unwrap();
@@ -55,7 +56,7 @@ fn probes(g: &[f32], r: &mut Rng) -> Vec<usize> {
 fn check(c: &Config) {
     let p = params(c);
     let toks = tokens(c, 3);
-    let (loss, g) = device_grads(c, &p, &toks, DType::Fp32, Numerics::F32, 1.0);
+    let (loss, g) = device_grads(c, &p, &toks, DType::Fp32, Numerics::F32, 1.0, DwPlacement::Device);
     let want = reference::loss(c, &p, &toks);
     assert!(
         (loss - want).abs() < 1e-5 * want,
@@ -103,4 +104,33 @@ fn gqa_untied_gradients_match_finite_differences() {
     c.head_dim = 32; // independent of dim / heads
     c.tied = false;
     check(&c);
+}
+
+#[test]
+fn host_dw_placement_gives_the_same_gradients() {
+    let mut c = Config::preset("tiny").unwrap();
+    c.kv_heads = 2;
+    c.residual_scale = 0.8;
+    let p = params(&c);
+    let toks = tokens(&c, 8);
+    let (_, dev) = device_grads(
+        &c,
+        &p,
+        &toks,
+        DType::Fp32,
+        Numerics::F32,
+        1.0,
+        DwPlacement::Device,
+    );
+    let (_, host) = device_grads(&c, &p, &toks, DType::Fp32, Numerics::F32, 1.0, DwPlacement::Host);
+    for (a, b) in dev.tensors.iter().zip(&host.tensors) {
+        let scale = b.data.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (x, y) in a.data.iter().zip(&b.data) {
+            assert!(
+                (x - y).abs() <= 1e-5 * scale,
+                "{}: device {x} vs host {y}",
+                a.name
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: one sub-module per command family.
 
 mod data;
+mod doctor;
 mod generate;
 mod mil;
 mod plan;
@@ -36,6 +37,9 @@ enum Command {
     Plot(generate::PlotArgs),
     /// Show the kernel plan of a model: kernels, FLOPs, bytes, host work.
     Plan(plan::PlanArgs),
+    /// Check this machine: OS, the Neural Engine and its chip, the CPU executor; `--probe` tests
+    /// each known ANE restriction and writes a JSON capability report.
+    Doctor(doctor::DoctorArgs),
     /// Train tokenizers.
     #[command(subcommand)]
     Tokenizer(data::TokenizerCommand),
@@ -50,6 +54,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mil(c) => mil::run(c),
         Command::Plan(a) => plan::run(a),
+        Command::Doctor(a) => doctor::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Plot(a) => generate::plot(a),
         Command::Train(a) => train::run(a),

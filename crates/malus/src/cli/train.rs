@@ -77,6 +77,9 @@ pub struct TrainArgs {
     /// Arithmetic of the CPU executor.
     #[arg(long, value_enum, default_value_t = NumericsArg::F32)]
     numerics: NumericsArg,
+    /// Where the weight-gradient matmuls run.
+    #[arg(long, value_enum, default_value_t = super::plan::DwArg::Device)]
+    dw: super::plan::DwArg,
     #[arg(long)]
     eval_every: Option<u64>,
     #[arg(long)]
@@ -121,6 +124,7 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
         DeviceArg::Cpu => DeviceChoice::Cpu,
         DeviceArg::Ane => DeviceChoice::Ane,
     };
+    s.dw_on_host = matches!(a.dw, super::plan::DwArg::Host);
     s.numerics = match a.numerics {
         NumericsArg::F32 => NumericsChoice::F32,
         NumericsArg::Fp16 => NumericsChoice::Fp16,

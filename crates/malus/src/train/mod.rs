@@ -1,6 +1,7 @@
 //! Training: the device step, gradient accumulation, optimizers, settings and the loop.
 
 pub mod grads;
+pub mod host_dw;
 pub mod optim;
 pub mod settings;
 pub mod step;

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, ensure};
 
 use super::grads::{Accum, transpose_into};
+use super::host_dw::{accumulate_nt, block};
 use crate::device::{Device, Exec};
 use crate::host::{self, Buf};
 use crate::kernels::common::Layout;
@@ -84,7 +85,6 @@ pub struct Step {
 impl Step {
     /// Compiles the plan's kernels on `device` (once; every layer shares them).
     pub fn new(plan: &Plan, device: &dyn Device) -> Result<Step> {
-        ensure!(plan.dw == DwPlacement::Device, "--dw host is not implemented yet");
         let s = plan.shape.clone();
         let c = plan.config.clone();
         let k = |d: &KernelDef| Kernel::new(device, d, &s);
@@ -255,17 +255,14 @@ impl Step {
                 &mut dxhat,
                 &mut self.scratch,
             )?;
+            let rows = s.vocab_chunk * s.dim;
+            let acc = &mut self.acc.cls[c * rows..(c + 1) * rows];
             if let Some(k) = &mut self.cls_dw {
                 self.cls_dw_in.write_block(&lc, "dlogits", &dl)?;
                 k.run(&self.cls_dw_in)?;
-                let rows = s.vocab_chunk * s.dim;
-                accumulate(
-                    &k.out,
-                    &k.output,
-                    "de",
-                    &mut self.acc.cls[c * rows..(c + 1) * rows],
-                    &mut self.scratch,
-                )?;
+                accumulate(&k.out, &k.output, "de", acc, &mut self.scratch)?;
+            } else {
+                accumulate_nt(acc, &dl, &block(&self.cls_dw_in, &lc, "xhat")?, s.seq, 1.0);
             }
         }
         let ln = self.norm_bwd.input.clone();
@@ -293,6 +290,14 @@ impl Step {
                 accumulate(&k.out, &k.output, "dw2", &mut acc.w2, &mut self.scratch)?;
                 accumulate(&k.out, &k.output, "dw1_t", &mut acc.w1_t, &mut self.scratch)?;
                 accumulate(&k.out, &k.output, "dw3_t", &mut acc.w3_t, &mut self.scratch)?;
+            } else {
+                let lo = &self.ffn_bwd.output;
+                let (xhat, g) = (block(out, lo, "xhat")?, block(out, lo, "g")?);
+                let dy = block(&self.ffn_in[l], &lf, "dy")?;
+                let acc = &mut self.acc.layers[l];
+                accumulate_nt(&mut acc.w2, &dy, &g, s.seq, s.alpha as f32);
+                accumulate_nt(&mut acc.w1_t, &xhat, &block(out, lo, "dh1")?, s.seq, 1.0);
+                accumulate_nt(&mut acc.w3_t, &xhat, &block(out, lo, "dh3")?, s.seq, 1.0);
             }
             self.attn_bwd.run(&self.attn_in[l])?;
             let out = &self.attn_bwd.out;
@@ -305,6 +310,15 @@ impl Step {
                 accumulate(&k.out, &k.output, "dwk", &mut acc.wk, &mut self.scratch)?;
                 accumulate(&k.out, &k.output, "dwv", &mut acc.wv, &mut self.scratch)?;
                 accumulate(&k.out, &k.output, "dwo_t", &mut acc.wo_t, &mut self.scratch)?;
+            } else {
+                let lo = &self.attn_bwd.output;
+                let xhat = block(out, lo, "xhat")?;
+                let dx2 = block(&self.attn_in[l], &la, "dx2")?;
+                let acc = &mut self.acc.layers[l];
+                accumulate_nt(&mut acc.wq, &block(out, lo, "dq")?, &xhat, s.seq, 1.0);
+                accumulate_nt(&mut acc.wk, &block(out, lo, "dk")?, &xhat, s.seq, 1.0);
+                accumulate_nt(&mut acc.wv, &block(out, lo, "dv")?, &xhat, s.seq, 1.0);
+                accumulate_nt(&mut acc.wo_t, &block(out, lo, "o")?, &dx2, s.seq, s.alpha as f32);
             }
             if l > 0 {
                 out.copy_block(&self.attn_bwd.output, "dx", &mut self.ffn_in[l - 1], &lf, "dy")?;
