@@ -9,7 +9,7 @@ use super::host_dw::{accumulate_nt, block};
 use crate::device::{Device, Exec};
 use crate::host::{self, Buf};
 use crate::kernels::common::Layout;
-use crate::kernels::plan::{DwPlacement, Plan};
+use crate::kernels::plan::Plan;
 use crate::kernels::{KernelDef, Shape};
 use crate::model::{Config, Params};
 
