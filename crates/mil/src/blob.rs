@@ -123,7 +123,14 @@ impl Weights {
             h[4..8].copy_from_slice(&VERSION.to_le_bytes());
             h
         });
-        let count = u32_at(file, 0) + 1;
+        // A file added with `insert_file` may be anything: give it a header and 64-byte alignment
+        // rather than panicking (reading its earlier blobs reports what is wrong with them).
+        if file.len() < HEADER {
+            file.resize(HEADER, 0);
+        }
+        let padded = file.len().div_ceil(ALIGN) * ALIGN;
+        file.resize(padded, 0);
+        let count = u32_at(file, 0).saturating_add(1);
         file[0..4].copy_from_slice(&count.to_le_bytes());
         let meta_at = file.len();
         let data_at = meta_at + META;
@@ -207,11 +214,20 @@ impl Weights {
                 blob.dtype
             )));
         }
-        let want = lit.ty.num_elements().unwrap_or(0) * dtype.size_bytes();
-        if blob.data.len() != want {
+        let want = lit
+            .ty
+            .num_elements()
+            .and_then(|n| n.checked_mul(dtype.size_bytes()));
+        if want != Some(blob.data.len()) {
             return Err(corrupt(format!(
-                "holds {} bytes, the declared type needs {want}",
-                blob.data.len()
+                "holds {} bytes, the declared type {} needs {}",
+                blob.data.len(),
+                crate::printer::type_str(&lit.ty, crate::printer::Spelling::Rank0Tensors),
+                match (want, lit.ty.known_shape()) {
+                    (Some(w), _) => w.to_string(),
+                    (None, None) => "a fully known shape".to_string(),
+                    (None, Some(_)) => "more than fit in memory".to_string(),
+                }
             )));
         }
         Ok(blob)

@@ -76,9 +76,6 @@ impl FunctionBuilder {
     }
 
     fn fresh(&mut self, op: &str) -> String {
-        if let Some(n) = self.next_name.take() {
-            return n;
-        }
         loop {
             self.counter += 1;
             let n = format!("{op}_{}", self.counter);
@@ -96,6 +93,8 @@ impl FunctionBuilder {
         args: &[(&str, Value)],
         result_types: Option<Vec<Type>>,
     ) -> Result<Vec<Var>, InferError> {
+        // The requested name belongs to this op whether or not it types.
+        let requested = self.next_name.take();
         let types = {
             let mut resolved: Vec<(&str, ArgVal)> = Vec::new();
             for (n, v) in args {
@@ -112,13 +111,19 @@ impl FunctionBuilder {
             }
             match (infer::infer(op, &resolved)?, result_types) {
                 (Some(t), _) => t,
-                (None, Some(t)) => t,
+                (None, Some(t)) if !t.is_empty() => t,
+                (None, Some(_)) => {
+                    return Err(InferError::new(op, None, "an op needs at least one result"));
+                }
                 (None, None) => {
                     return Err(InferError::new(op, None, "unknown op: give its result types"));
                 }
             }
         };
-        let base = self.fresh(op);
+        let base = match requested {
+            Some(n) => n,
+            None => self.fresh(op),
+        };
         let names: Vec<String> = if types.len() == 1 {
             vec![base.clone()]
         } else {
@@ -173,44 +178,74 @@ impl FunctionBuilder {
     }
 
     /// A named constant; identical literals are declared once per function.
+    ///
+    /// # Panics
+    /// When the literal does not fit its type or the name given with [`FunctionBuilder::name`] is
+    /// taken; [`FunctionBuilder::try_constant`] returns those errors instead.
     pub fn constant(&mut self, lit: Literal) -> Var {
-        let key = literal_str(&lit, Spelling::BareScalars);
-        let explicit = self.next_name.is_some();
-        if !explicit {
-            if let Some(v) = self.const_cache.get(&key) {
-                return v.clone();
-            }
-        }
-        let v = self
-            .op1("const", &[("val", Value::Literal(lit))])
-            .expect("a checked literal always types");
-        if !explicit {
-            self.const_cache.insert(key, v.clone());
-        }
-        v
+        self.try_constant(lit).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A constant whose literal may be invalid (returns the error instead of panicking).
     pub fn try_constant(&mut self, lit: Literal) -> R {
-        crate::validate::check_literal(&lit).map_err(|m| InferError::new("const", Some("val"), m))?;
-        Ok(self.constant(lit))
+        let key = literal_str(&lit, Spelling::BareScalars);
+        let explicit = self.next_name.is_some();
+        if !explicit {
+            if let Some(v) = self.const_cache.get(&key) {
+                return Ok(v.clone());
+            }
+        }
+        let v = self.op1("const", &[("val", Value::Literal(lit))])?;
+        if !explicit {
+            self.const_cache.insert(key, v.clone());
+        }
+        Ok(v)
     }
 
+    /// A parameter constant of an op method (axes, flags, …): it does not take the name given with
+    /// [`FunctionBuilder::name`] (that names the op's result), and an invalid literal is refused
+    /// with an error naming the op and the argument.
+    fn param(&mut self, op: &str, arg: &str, lit: Literal) -> R {
+        if let Err(m) = crate::validate::check_literal(&lit) {
+            self.next_name = None;
+            return Err(InferError::new(op, Some(arg), m));
+        }
+        let requested = self.next_name.take();
+        let v = self.constant(lit);
+        self.next_name = requested;
+        Ok(v)
+    }
+
+    /// A scalar constant: floats for float dtypes, `v != 0` for bool, `v` truncated to an integer
+    /// otherwise.
+    ///
+    /// # Panics
+    /// For `string`, and when `v` does not fit an integer dtype.
     pub fn scalar(&mut self, dtype: DType, v: f64) -> Var {
         let lit = if dtype.is_float() {
             Literal::scalar_f(dtype, v)
+        } else if dtype == DType::Bool {
+            Literal::scalar_bool(v != 0.0)
         } else {
             Literal::new(Type::scalar(dtype), Lit::Int(v as i128))
         };
         self.constant(lit)
     }
 
+    /// An `int32` scalar constant.
+    ///
+    /// # Panics
+    /// When `v` does not fit `int32` (use [`FunctionBuilder::try_constant`] for unchecked values).
     pub fn int(&mut self, v: i64) -> Var {
-        self.constant(Literal::scalar_i32(v as i32))
+        self.constant(int_lit(v))
     }
 
+    /// An `int32` tensor constant.
+    ///
+    /// # Panics
+    /// When a value does not fit `int32`.
     pub fn ints(&mut self, v: &[i64]) -> Var {
-        self.constant(Literal::ints(DType::Int32, v))
+        self.constant(ints_lit(v))
     }
 
     pub fn bool(&mut self, v: bool) -> Var {
@@ -231,7 +266,7 @@ impl FunctionBuilder {
     }
 
     pub fn cast(&mut self, x: &Var, dtype: DType) -> R {
-        let d = self.string(dtype.name());
+        let d = self.param("cast", "dtype", Literal::string(dtype.name()))?;
         self.op1("cast", &[("dtype", Self::v(&d)), ("x", Self::v(x))])
     }
 
@@ -270,7 +305,7 @@ impl FunctionBuilder {
 
     /// `gelu` with mode `EXACT`, `TANH_APPROXIMATION` or `SIGMOID_APPROXIMATION`.
     pub fn gelu(&mut self, x: &Var, mode: &str) -> R {
-        let m = self.string(mode);
+        let m = self.param("gelu", "mode", Literal::string(mode))?;
         self.op1("gelu", &[("mode", Self::v(&m)), ("x", Self::v(x))])
     }
 
@@ -301,13 +336,13 @@ impl FunctionBuilder {
     }
 
     pub fn softmax(&mut self, x: &Var, axis: i64) -> R {
-        let a = self.int(axis);
+        let a = self.param("softmax", "axis", int_lit(axis))?;
         self.op1("softmax", &[("axis", Self::v(&a)), ("x", Self::v(x))])
     }
 
     fn reduce(&mut self, op: &str, x: &Var, axes: &[i64], keep_dims: bool) -> R {
-        let a = self.ints(axes);
-        let k = self.bool(keep_dims);
+        let a = self.param(op, "axes", ints_lit(axes))?;
+        let k = self.param(op, "keep_dims", Literal::scalar_bool(keep_dims))?;
         self.op1(
             op,
             &[
@@ -329,8 +364,8 @@ impl FunctionBuilder {
     }
 
     pub fn slice_by_size(&mut self, x: &Var, begin: &[i64], size: &[i64]) -> R {
-        let b = self.ints(begin);
-        let s = self.ints(size);
+        let b = self.param("slice_by_size", "begin", ints_lit(begin))?;
+        let s = self.param("slice_by_size", "size", ints_lit(size))?;
         self.op1(
             "slice_by_size",
             &[("begin", Self::v(&b)), ("size", Self::v(&s)), ("x", Self::v(x))],
@@ -338,6 +373,7 @@ impl FunctionBuilder {
     }
 
     /// `slice_by_index` with begin/end/stride and masks (`None` = default).
+    #[allow(clippy::too_many_arguments)] // one per argument of the op
     pub fn slice_by_index(
         &mut self,
         x: &Var,
@@ -349,11 +385,20 @@ impl FunctionBuilder {
         squeeze_mask: Option<&[bool]>,
     ) -> R {
         let mut args = vec![
-            ("begin", Self::v(&self.ints(begin))),
-            ("end", Self::v(&self.ints(end))),
+            (
+                "begin",
+                Self::v(&self.param("slice_by_index", "begin", ints_lit(begin))?),
+            ),
+            (
+                "end",
+                Self::v(&self.param("slice_by_index", "end", ints_lit(end))?),
+            ),
         ];
         if let Some(s) = stride {
-            args.push(("stride", Self::v(&self.ints(s))));
+            args.push((
+                "stride",
+                Self::v(&self.param("slice_by_index", "stride", ints_lit(s))?),
+            ));
         }
         for (n, m) in [
             ("begin_mask", begin_mask),
@@ -361,7 +406,7 @@ impl FunctionBuilder {
             ("squeeze_mask", squeeze_mask),
         ] {
             if let Some(m) = m {
-                let c = self.constant(Literal::bools(m));
+                let c = self.param("slice_by_index", n, Literal::bools(m))?;
                 args.push((n, Self::v(&c)));
             }
         }
@@ -370,18 +415,18 @@ impl FunctionBuilder {
     }
 
     pub fn reshape(&mut self, x: &Var, shape: &[i64]) -> R {
-        let s = self.ints(shape);
+        let s = self.param("reshape", "shape", ints_lit(shape))?;
         self.op1("reshape", &[("shape", Self::v(&s)), ("x", Self::v(x))])
     }
 
     pub fn transpose(&mut self, x: &Var, perm: &[i64]) -> R {
-        let p = self.ints(perm);
+        let p = self.param("transpose", "perm", ints_lit(perm))?;
         self.op1("transpose", &[("perm", Self::v(&p)), ("x", Self::v(x))])
     }
 
     pub fn concat(&mut self, values: &[&Var], axis: i64) -> R {
-        let a = self.int(axis);
-        let i = self.bool(false);
+        let a = self.param("concat", "axis", int_lit(axis))?;
+        let i = self.param("concat", "interleave", Literal::scalar_bool(false))?;
         let vals = Value::Tuple(values.iter().map(|v| Self::v(v)).collect());
         self.op1(
             "concat",
@@ -395,8 +440,8 @@ impl FunctionBuilder {
 
     /// Splits into `num_splits` equal parts.
     pub fn split(&mut self, x: &Var, num_splits: i64, axis: i64) -> Result<Vec<Var>, InferError> {
-        let a = self.int(axis);
-        let n = self.int(num_splits);
+        let a = self.param("split", "axis", int_lit(axis))?;
+        let n = self.param("split", "num_splits", int_lit(num_splits))?;
         self.op(
             "split",
             &[
@@ -410,8 +455,8 @@ impl FunctionBuilder {
 
     /// Splits into parts of the given sizes.
     pub fn split_sizes(&mut self, x: &Var, sizes: &[i64], axis: i64) -> Result<Vec<Var>, InferError> {
-        let a = self.int(axis);
-        let s = self.ints(sizes);
+        let a = self.param("split", "axis", int_lit(axis))?;
+        let s = self.param("split", "split_sizes", ints_lit(sizes))?;
         self.op(
             "split",
             &[
@@ -424,12 +469,12 @@ impl FunctionBuilder {
     }
 
     pub fn expand_dims(&mut self, x: &Var, axes: &[i64]) -> R {
-        let a = self.ints(axes);
+        let a = self.param("expand_dims", "axes", ints_lit(axes))?;
         self.op1("expand_dims", &[("axes", Self::v(&a)), ("x", Self::v(x))])
     }
 
     pub fn squeeze(&mut self, x: &Var, axes: &[i64]) -> R {
-        let a = self.ints(axes);
+        let a = self.param("squeeze", "axes", ints_lit(axes))?;
         self.op1("squeeze", &[("axes", Self::v(&a)), ("x", Self::v(x))])
     }
 
@@ -441,8 +486,16 @@ impl FunctionBuilder {
         beta: Option<&Var>,
         epsilon: f64,
     ) -> R {
-        let a = self.ints(axes);
-        let e = self.scalar(x.dtype(), epsilon);
+        if let Some(d) = x.ty.dtype().filter(|d| !d.is_float()) {
+            self.next_name = None;
+            return Err(InferError::new(
+                "layer_norm",
+                Some("x"),
+                format!("expected a floating-point tensor, found {d}"),
+            ));
+        }
+        let a = self.param("layer_norm", "axes", ints_lit(axes))?;
+        let e = self.param("layer_norm", "epsilon", Literal::scalar_f(x.dtype(), epsilon))?;
         let mut args = vec![("axes", Self::v(&a))];
         if let Some(b) = beta {
             args.push(("beta", Self::v(b)));
@@ -466,8 +519,8 @@ impl FunctionBuilder {
     }
 
     pub fn matmul(&mut self, x: &Var, y: &Var, transpose_x: bool, transpose_y: bool) -> R {
-        let tx = self.bool(transpose_x);
-        let ty = self.bool(transpose_y);
+        let tx = self.param("matmul", "transpose_x", Literal::scalar_bool(transpose_x))?;
+        let ty = self.param("matmul", "transpose_y", Literal::scalar_bool(transpose_y))?;
         self.op1(
             "matmul",
             &[
@@ -483,11 +536,20 @@ impl FunctionBuilder {
     pub fn conv(&mut self, x: &Var, weight: &Var, params: &ConvParams, bias: Option<&Var>) -> R {
         let nsp = x.ty.rank().unwrap_or(2).saturating_sub(2);
         let ones = vec![1i64; nsp];
-        let strides = self.ints(params.strides.as_deref().unwrap_or(&ones));
-        let dil = self.ints(params.dilations.as_deref().unwrap_or(&ones));
-        let pad = self.ints(params.pad.as_deref().unwrap_or(&vec![0; 2 * nsp]));
-        let groups = self.int(params.groups);
-        let pad_type = self.string(&params.pad_type);
+        let zeros = vec![0; 2 * nsp];
+        let strides = self.param(
+            "conv",
+            "strides",
+            ints_lit(params.strides.as_deref().unwrap_or(&ones)),
+        )?;
+        let dil = self.param(
+            "conv",
+            "dilations",
+            ints_lit(params.dilations.as_deref().unwrap_or(&ones)),
+        )?;
+        let pad = self.param("conv", "pad", ints_lit(params.pad.as_deref().unwrap_or(&zeros)))?;
+        let groups = self.param("conv", "groups", int_lit(params.groups))?;
+        let pad_type = self.param("conv", "pad_type", Literal::string(&params.pad_type))?;
         let mut args = Vec::new();
         if let Some(b) = bias {
             args.push(("bias", Self::v(b)));
@@ -513,7 +575,7 @@ impl FunctionBuilder {
 
     /// Quantizes to `int8`/`uint8` with a scalar scale (and optional zero point).
     pub fn quantize(&mut self, input: &Var, scale: &Var, zero_point: Option<&Var>, output_dtype: DType) -> R {
-        let od = self.string(output_dtype.name());
+        let od = self.param("quantize", "output_dtype", Literal::string(output_dtype.name()))?;
         let mut args = vec![
             ("input", Self::v(input)),
             ("output_dtype", Self::v(&od)),
@@ -564,6 +626,16 @@ impl FunctionBuilder {
             span: Span::default(),
         }
     }
+}
+
+/// An `int32` scalar literal (checked against the range when it is used).
+fn int_lit(v: i64) -> Literal {
+    Literal::new(Type::scalar(DType::Int32), Lit::Int(v as i128))
+}
+
+/// An `int32` tensor literal (checked against the range when it is used).
+fn ints_lit(v: &[i64]) -> Literal {
+    Literal::ints(DType::Int32, v)
 }
 
 fn resolve_arg<'a>(

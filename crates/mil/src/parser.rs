@@ -225,7 +225,7 @@ impl Parser {
         self.expect_punct('=')?;
         let op = self.ident()?;
         self.expect_punct('(')?;
-        let inputs = self.named_list(')')?;
+        let inputs = self.named_list(')', 0)?;
         self.expect_punct(')')?;
         let attrs = if self.is_punct('[') {
             self.attr_block()?
@@ -244,28 +244,30 @@ impl Parser {
 
     fn attr_block(&mut self) -> Result<Vec<Named>, ParseError> {
         self.expect_punct('[')?;
-        let a = self.named_list(']')?;
+        let a = self.named_list(']', 0)?;
         self.expect_punct(']')?;
         Ok(a)
     }
 
-    /// `name = value, …` up to (not including) the closing bracket.
-    fn named_list(&mut self, close: char) -> Result<Vec<Named>, ParseError> {
+    /// `name = value, …` up to (not including) the closing bracket; `depth` is the nesting of the
+    /// list itself (BLOBFILE arguments nest inside literals).
+    fn named_list(&mut self, close: char, depth: usize) -> Result<Vec<Named>, ParseError> {
         let mut out: Vec<Named> = Vec::new();
         if self.is_punct(close) {
             return Ok(out);
         }
+        let mut seen = std::collections::HashSet::new();
         loop {
             let span = self.span();
             let n = self.ident()?;
-            if out.iter().any(|(m, _)| *m == n) {
+            if !seen.insert(n.clone()) {
                 return Err(ParseError {
                     span,
                     msg: format!("argument `{n}` given twice"),
                 });
             }
             self.expect_punct('=')?;
-            let v = self.value(0)?;
+            let v = self.value(depth)?;
             out.push((n, v));
             if !self.eat_punct(',') {
                 break;
@@ -333,7 +335,7 @@ impl Parser {
     fn blobfile(&mut self, depth: usize) -> Result<Lit, ParseError> {
         self.keyword("BLOBFILE")?;
         self.expect_punct('(')?;
-        let args = self.named_list(')')?;
+        let args = self.named_list(')', depth + 1)?;
         let span = self.span();
         self.expect_punct(')')?;
         let get = |n: &str| args.iter().find(|(k, _)| k == n).map(|(_, v)| v);
@@ -343,20 +345,16 @@ impl Parser {
             .map(str::to_string);
         let offset = get("offset")
             .and_then(|v| v.as_literal())
-            .and_then(|l| l.as_scalar_i64())
-            .filter(|o| *o >= 0);
+            .and_then(|l| match l.lit {
+                Lit::Int(i) => u64::try_from(i).ok(),
+                _ => None,
+            });
         match (path, offset, args.len()) {
-            (Some(path), Some(offset), 2) => Ok(Lit::Blob {
-                path,
-                offset: offset as u64,
+            (Some(path), Some(offset), 2) => Ok(Lit::Blob { path, offset }),
+            _ => Err(ParseError {
+                span,
+                msg: "BLOBFILE needs exactly `path = string(…)` and `offset = uint64(…)`".into(),
             }),
-            _ => {
-                let _ = depth;
-                Err(ParseError {
-                    span,
-                    msg: "BLOBFILE needs exactly `path = string(…)` and `offset = uint64(…)`".into(),
-                })
-            }
         }
     }
 
@@ -557,8 +555,15 @@ pub fn parse_number(s: &str) -> Option<Lit> {
         _ => (false, s),
     };
     let sign = if neg { -1.0 } else { 1.0 };
+    // One sign at most, and only in front (the integer and float parsers below take their own).
+    if body.starts_with(['-', '+']) {
+        return None;
+    }
     if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
         if !hex.contains(['p', 'P', '.']) {
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             let v = i128::from_str_radix(hex, 16).ok()?;
             return Some(Lit::Int(if neg { -v } else { v }));
         }

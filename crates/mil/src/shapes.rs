@@ -51,6 +51,11 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
     Ok(out)
 }
 
+/// The product of extents, `None` when it overflows.
+pub fn checked_product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 /// `[1, 64, ?]`
 pub fn fmt_shape(s: &[Dim]) -> String {
     let d: Vec<String> = s.iter().map(|d| d.to_string()).collect();
@@ -73,8 +78,14 @@ pub fn reshape_target(input: &[Dim], target: &[i64]) -> Result<Shape, String> {
             t => return Err(format!("invalid target dimension {t}")),
         });
     }
-    let in_total: Option<usize> = input.iter().map(|d| d.known()).product();
-    let known_out: usize = out.iter().filter_map(|d| d.known()).product();
+    let too_big =
+        |what: &str, s: &[Dim]| format!("{what} {} has more elements than fit in memory", fmt_shape(s));
+    let in_total = match input.iter().map(|d| d.known()).collect::<Option<Vec<usize>>>() {
+        Some(dims) => Some(checked_product(&dims).ok_or_else(|| too_big("input", input))?),
+        None => None,
+    };
+    let known_out_dims: Vec<usize> = out.iter().filter_map(|d| d.known()).collect();
+    let known_out = checked_product(&known_out_dims).ok_or_else(|| too_big("target", &out))?;
     if let Some(total) = in_total {
         if let Some(pos) = target.iter().position(|&t| t == -1) {
             if known_out == 0 || total % known_out != 0 {
@@ -113,8 +124,9 @@ pub fn slice_by_index_axis(
     if stride == 0 {
         return Err("stride must not be 0".into());
     }
-    let d = dim as i64;
-    let norm = |v: i64| if v < 0 { v + d } else { v };
+    // In i128 so that no index or step of i64 range can overflow.
+    let d = dim as i128;
+    let norm = |v: i64| if v < 0 { v as i128 + d } else { v as i128 };
     let (b, e) = if stride > 0 {
         let b = if begin_mask { 0 } else { norm(begin).clamp(0, d) };
         let e = if end_mask { d } else { norm(end).clamp(0, d) };
@@ -129,10 +141,10 @@ pub fn slice_by_index_axis(
         (b, e)
     };
     let span = if stride > 0 { e - b } else { b - e };
-    let step = stride.abs();
+    let step = stride.unsigned_abs() as i128;
     let len = if span <= 0 { 0 } else { (span + step - 1) / step };
     Ok(AxisSlice {
-        start: b,
+        start: b as i64,
         stride,
         len: len as usize,
     })
@@ -158,13 +170,24 @@ pub fn conv_axis(
     if stride == 0 || dilation == 0 || kernel == 0 {
         return Err("kernel size, stride and dilation must be positive".into());
     }
-    let k_eff = dilation * (kernel - 1) + 1;
+    let overflow = || "the convolution geometry overflows".to_string();
+    let k_eff = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|k| k.checked_add(1))
+        .ok_or_else(overflow)?;
     let (pb, pe) = match pad_type {
         "valid" => (0, 0),
         "custom" => custom,
         "same" | "same_lower" => {
             let out = input.div_ceil(stride);
-            let total = ((out - 1) * stride + k_eff).saturating_sub(input);
+            let total = match out.checked_sub(1) {
+                Some(o) => o
+                    .checked_mul(stride)
+                    .and_then(|v| v.checked_add(k_eff))
+                    .ok_or_else(overflow)?
+                    .saturating_sub(input),
+                None => 0,
+            };
             let small = total / 2;
             if pad_type == "same" {
                 (small, total - small)
@@ -178,7 +201,10 @@ pub fn conv_axis(
             ));
         }
     };
-    let padded = input + pb + pe;
+    let padded = input
+        .checked_add(pb)
+        .and_then(|v| v.checked_add(pe))
+        .ok_or_else(overflow)?;
     if padded < k_eff {
         return Err(format!(
             "the kernel (effective extent {k_eff}) is larger than the padded input ({padded})"

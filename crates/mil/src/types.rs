@@ -210,9 +210,11 @@ impl Type {
         self.shape()?.iter().map(|d| d.known()).collect()
     }
 
-    /// Number of elements when every dim is known.
+    /// Number of elements when every dim is known (`None` also when the count overflows `usize`).
     pub fn num_elements(&self) -> Option<usize> {
-        self.known_shape().map(|s| s.iter().product())
+        self.known_shape()?
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
     }
 
     pub fn is_scalar(&self) -> bool {

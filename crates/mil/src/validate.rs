@@ -13,16 +13,15 @@ use crate::value::{Lit, Literal, Value};
 /// Checks every function of a program; returns all errors found (empty when valid).
 pub fn validate(p: &Program) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let mut seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for f in &p.functions {
-        if seen.contains(&&f.name) {
+        if !seen.insert(&f.name) {
             out.push(error(
                 f.span,
                 "duplicate-function",
                 format!("function `{}` is defined twice", f.name),
             ));
         }
-        seen.push(&f.name);
         validate_function(f, &mut out);
     }
     out
@@ -184,14 +183,26 @@ pub fn check_literal(l: &Literal) -> Result<(), String> {
         return match dtype {
             DType::String | DType::Bool => Err(format!("a {dtype} tensor cannot live in a blob file")),
             _ if l.ty.known_shape().is_none() => Err("a blob constant needs a fully known shape".into()),
+            _ if l
+                .ty
+                .num_elements()
+                .and_then(|n| n.checked_mul(dtype.size_bytes()))
+                .is_none() =>
+            {
+                Err("a blob constant of this shape has more bytes than fit in memory".into())
+            }
             _ => Ok(()),
         };
     }
     let leaves = l.lit.leaves();
-    if shape.is_empty() {
-        if !matches!(l.lit, Lit::List(_)) && leaves.len() != 1 {
-            return Err("a scalar literal needs exactly one value".into());
-        }
+    if shape.is_empty() && !matches!(l.lit, Lit::List(_)) && leaves.len() != 1 {
+        return Err("a scalar literal needs exactly one value".into());
+    }
+    if l.ty.known_shape().is_some() && l.ty.num_elements().is_none() {
+        return Err(format!(
+            "literal of type {} has more elements than fit in memory",
+            type_str(&l.ty, Spelling::Rank0Tensors)
+        ));
     }
     if let Some(n) = l.ty.num_elements() {
         if leaves.len() != n {

@@ -269,14 +269,24 @@ impl<'a> Ctx<'_, 'a> {
     }
 
     pub(crate) fn axes(&self, name: &str, axes: &[i64], rank: usize) -> Result<Vec<usize>, InferError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(axes.len());
+        let mut seen = vec![false; rank];
         for &a in axes {
             let n = self.axis(name, a, rank)?;
-            if out.contains(&n) {
+            if std::mem::replace(&mut seen[n], true) {
                 return self.err(name, format!("axis {a} is given twice"));
             }
             out.push(n);
         }
         Ok(out)
+    }
+
+    /// The axes as a mask over `rank` (a lookup per axis instead of a search).
+    pub(crate) fn axes_mask(&self, name: &str, axes: &[i64], rank: usize) -> Result<Vec<bool>, InferError> {
+        let mut mask = vec![false; rank];
+        for n in self.axes(name, axes, rank)? {
+            mask[n] = true;
+        }
+        Ok(mask)
     }
 }

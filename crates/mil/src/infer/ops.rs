@@ -63,13 +63,13 @@ pub(super) fn infer_reduce(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let keep = c.opt_const_bool("keep_dims", false)?;
     let axes = match c.opt_const_ints("axes")? {
-        Some(a) => c.axes("axes", &a, s.len())?,
-        None => (0..s.len()).collect(),
+        Some(a) => c.axes_mask("axes", &a, s.len())?,
+        None => vec![true; s.len()],
     };
     let out = s
         .iter()
         .enumerate()
-        .filter_map(|(i, &dim)| match (axes.contains(&i), keep) {
+        .filter_map(|(i, &dim)| match (axes[i], keep) {
             (false, _) => Some(dim),
             (true, true) => Some(Dim::Known(1)),
             (true, false) => None,
@@ -114,7 +114,10 @@ pub(super) fn infer_slice_by_size(c: &Ctx) -> Result<Vec<Type>, InferError> {
                     if b as usize + sz as usize > dim {
                         return c.err(
                             "size",
-                            format!("slice [{b}, {}) on axis {i} exceeds the extent {dim}", b + sz),
+                            format!(
+                                "slice [{b}, {}) on axis {i} exceeds the extent {dim}",
+                                b as i128 + sz as i128
+                            ),
                         );
                     }
                 }
@@ -251,13 +254,19 @@ pub(super) fn infer_concat(c: &Ctx) -> Result<Vec<Type>, InferError> {
             return c.err("values", "interleaved tensors must have equal shapes");
         }
         total = match (total, sk[axis]) {
-            (Some(t), Dim::Known(n)) => Some(t + n),
+            (Some(t), Dim::Known(n)) => match t.checked_add(n) {
+                Some(t) => Some(t),
+                None => return c.err("values", "the concatenated extent overflows"),
+            },
             _ => None,
         };
     }
     out[axis] = total.map_or(Dim::Unknown, Dim::Known);
     Ok(vec![tensor(d, out)])
 }
+
+/// Most results a `split` may have (a bound on memory, far above any real program).
+const MAX_SPLITS: i64 = 1 << 16;
 
 pub(super) fn infer_split(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
@@ -267,6 +276,12 @@ pub(super) fn infer_split(c: &Ctx) -> Result<Vec<Type>, InferError> {
             let n = c.const_int("num_splits")?;
             if n <= 0 {
                 return c.err("num_splits", "must be positive");
+            }
+            if n > MAX_SPLITS {
+                return c.err(
+                    "num_splits",
+                    format!("{n} parts are more than the {MAX_SPLITS} allowed"),
+                );
             }
             match s[axis] {
                 Dim::Known(dim) if dim % n as usize != 0 => {
@@ -278,11 +293,14 @@ pub(super) fn infer_split(c: &Ctx) -> Result<Vec<Type>, InferError> {
         }
         (false, true) => {
             let v = c.const_ints("split_sizes")?;
+            if v.is_empty() {
+                return c.err("split_sizes", "needs at least one size");
+            }
             if v.iter().any(|&x| x < 0) {
                 return c.err("split_sizes", "sizes must be non-negative");
             }
             if let Dim::Known(dim) = s[axis] {
-                if v.iter().sum::<i64>() != dim as i64 {
+                if v.iter().map(|&x| x as i128).sum::<i128>() != dim as i128 {
                     return c.err(
                         "split_sizes",
                         format!("sizes {v:?} do not sum to the extent {dim}"),
@@ -307,11 +325,11 @@ pub(super) fn infer_expand_dims(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (d, s) = c.tensor("x")?;
     let axes = c.const_ints("axes")?;
     let out_rank = s.len() + axes.len();
-    let axes = c.axes("axes", &axes, out_rank)?;
+    let axes = c.axes_mask("axes", &axes, out_rank)?;
     let mut it = s.iter();
     let out = (0..out_rank)
         .map(|i| {
-            if axes.contains(&i) {
+            if axes[i] {
                 Dim::Known(1)
             } else {
                 *it.next().unwrap_or(&Dim::Unknown)
@@ -337,7 +355,11 @@ pub(super) fn infer_squeeze(c: &Ctx) -> Result<Vec<Type>, InferError> {
         }
         None => (0..s.len()).filter(|&i| s[i] == Dim::Known(1)).collect(),
     };
-    let out = (0..s.len()).filter(|i| !axes.contains(i)).map(|i| s[i]).collect();
+    let mut squeezed = vec![false; s.len()];
+    for &a in &axes {
+        squeezed[a] = true;
+    }
+    let out = (0..s.len()).filter(|&i| !squeezed[i]).map(|i| s[i]).collect();
     Ok(vec![tensor(d, out)])
 }
 
@@ -381,15 +403,11 @@ pub(super) fn infer_linear(c: &Ctx) -> Result<Vec<Type>, InferError> {
     if wd != d {
         return c.err("weight", format!("dtype {wd} differs from x's {d}"));
     }
-    let (Some(&k), [o, wk]) = (s.last(), ws) else {
-        return c.err(
-            "weight",
-            format!(
-                "expected x of rank ≥ 1 and weight [out, in]; got x {} and weight {}",
-                fmt_shape(s),
-                fmt_shape(ws)
-            ),
-        );
+    let Some(&k) = s.last() else {
+        return c.err("x", "expected a tensor of rank ≥ 1, found a scalar");
+    };
+    let [o, wk] = ws else {
+        return c.err("weight", format!("expected [out, in], found {}", fmt_shape(ws)));
     };
     if !k.compatible(*wk) {
         return c.err("weight", format!("weight has {wk} input features, x has {k}"));
@@ -502,6 +520,12 @@ pub(super) fn infer_conv(c: &Ctx) -> Result<Vec<Type>, InferError> {
     } else {
         "valid".into()
     };
+    if !["valid", "custom", "same", "same_lower"].contains(&pad_type.as_str()) {
+        return c.err(
+            "pad_type",
+            format!("unknown pad_type {pad_type:?} (valid, custom, same, same_lower)"),
+        );
+    }
     let pad = c.opt_const_ints("pad")?.unwrap_or(vec![0; 2 * nsp]);
     if pad.len() != 2 * nsp || pad.iter().any(|&p| p < 0) {
         return c.err(
@@ -510,7 +534,7 @@ pub(super) fn infer_conv(c: &Ctx) -> Result<Vec<Type>, InferError> {
         );
     }
     if let (Dim::Known(cin), Dim::Known(wcin)) = (s[1], ws[1]) {
-        if wcin * groups != cin {
+        if wcin.checked_mul(groups) != Some(cin) {
             return c.err(
                 "weight",
                 format!("weight has {wcin} input channels per group × {groups} groups, x has {cin} channels"),
