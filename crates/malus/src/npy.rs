@@ -96,7 +96,7 @@ pub fn from_bytes(b: &[u8], name: &str) -> Result<Array> {
         d => bail!("{name}: dtype {d} is not supported (f2, f4, f8, i1, u1, i4, i8, little-endian)"),
     };
     ensure!(
-        body.len() == n.checked_mul(size).unwrap_or(usize::MAX),
+        body.len() == n.saturating_mul(size),
         "{name}: {} data bytes for shape {shape:?} of {descr}",
         body.len()
     );

@@ -135,7 +135,7 @@ fn print_ane(ane: &Result<Ane, String>, os: &OsInfo) {
         }
         Err(e) => {
             println!("  ane     unavailable: {e}");
-            println!("          {}.", why_unavailable(os));
+            println!("          Why: {}.", why_unavailable(os));
             println!("          Training runs on the CPU executor instead: `malus train --device cpu`.");
         }
     }
@@ -216,20 +216,19 @@ fn short(codes: &[String]) -> String {
 
 fn print_table(report: &Report, ane: bool) {
     println!(
-        "  {:<24} {:<16} {:>9} {:>8}  {:<30} {}",
+        "  {:<24} {:<16} {:>9} {:>8}  {:<36} {}",
         "probe",
         "status",
         "max|err|",
         "tol",
-        "lint errors",
+        "lint: error codes +warnings",
         if ane { "lint verdict" } else { "cpu reference" }
     );
     for r in &report.probes {
         let err = r.max_abs_err.map_or("-".into(), |e| format!("{e:.2e}"));
-        let lint = r
-            .lint
-            .last()
-            .map_or("-".into(), |l| format!("{}: {}", l.target, short(&l.errors)));
+        let lint = r.lint.last().map_or("-".into(), |l| {
+            format!("{}: {} +{}w", l.target, short(&l.errors), l.warnings.len())
+        });
         let last = if ane {
             r.lint_verdict.clone().unwrap_or_else(|| "-".into())
         } else if r.reference_error.is_some() {
@@ -238,7 +237,7 @@ fn print_table(report: &Report, ane: bool) {
             "ok".into()
         };
         println!(
-            "  {:<24} {:<16} {:>9} {:>8.1e}  {:<30} {last}",
+            "  {:<24} {:<16} {:>9} {:>8.1e}  {:<36} {last}",
             r.name, r.status, err, r.tolerance, lint
         );
         for e in r.reference_error.iter().chain(r.error.iter().filter(|_| ane)) {
@@ -249,4 +248,5 @@ fn print_table(report: &Report, ane: bool) {
     if ane {
         println!("  {passed} of {} probes passed", report.probes.len());
     }
+    println!("  (the report has each probe's restriction, sources and lint warning codes)");
 }

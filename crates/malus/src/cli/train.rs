@@ -174,10 +174,16 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         bar.set_position(m.step);
         if let Some(v) = m.val_loss {
             last_val = Some(v);
-            bar.println(format!(
+            let line = format!(
                 "step {:>5}  train {:.3}  val {:.3}  lr {:.2e}  {:.0} tok/s",
                 m.step, m.train_loss, v, m.lr, m.tokens_per_s
-            ));
+            );
+            // A hidden bar (output not a terminal) prints nothing: log the line plainly then.
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
         }
         bar.set_message(format!("loss {:.3}  {:.0} tok/s", m.train_loss, m.tokens_per_s));
     })?;
