@@ -81,7 +81,7 @@ impl Settings {
                 tied: true,
                 residual_scale: 1.0,
             },
-            steps: 600,
+            steps: 450,
             accum: 4,
             lr: 2e-3,
             warmup: 40,
