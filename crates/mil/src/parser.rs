@@ -119,6 +119,37 @@ impl Parser {
         }
     }
 
+    /// `item (, item)*`: one or more comma-separated items.
+    fn separated<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<Vec<T>, ParseError> {
+        let mut out = vec![item(self)?];
+        while self.eat_punct(',') {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+
+    /// Zero or more comma-separated items before `close` (which is not consumed).
+    fn list_until<T>(
+        &mut self,
+        close: char,
+        item: impl FnMut(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<Vec<T>, ParseError> {
+        if self.is_punct(close) {
+            Ok(Vec::new())
+        } else {
+            self.separated(item)
+        }
+    }
+
+    /// `TYPE name`, as in parameters and op results.
+    fn typed_name(&mut self) -> Result<(String, Type), ParseError> {
+        let ty = self.ty()?;
+        Ok((self.ident()?, ty))
+    }
+
     fn program(&mut self) -> Result<Program, ParseError> {
         self.keyword("program")?;
         self.expect_punct('(')?;
@@ -158,17 +189,7 @@ impl Parser {
         let opset = self.ident()?;
         self.expect_punct('>')?;
         self.expect_punct('(')?;
-        let mut inputs = Vec::new();
-        if !self.is_punct(')') {
-            loop {
-                let ty = self.ty()?;
-                let n = self.ident()?;
-                inputs.push((n, ty));
-                if !self.eat_punct(',') {
-                    break;
-                }
-            }
-        }
+        let inputs = self.list_until(')', Self::typed_name)?;
         self.expect_punct(')')?;
         let attrs = if self.is_punct('[') {
             self.attr_block()?
@@ -189,15 +210,7 @@ impl Parser {
         }
         self.bump();
         self.expect_punct('(')?;
-        let mut outputs = Vec::new();
-        if !self.is_punct(')') {
-            loop {
-                outputs.push(self.ident()?);
-                if !self.eat_punct(',') {
-                    break;
-                }
-            }
-        }
+        let outputs = self.list_until(')', Self::ident)?;
         self.expect_punct(')')?;
         self.expect_punct(';')?;
         Ok(Function {
@@ -213,15 +226,7 @@ impl Parser {
 
     fn operation(&mut self) -> Result<Operation, ParseError> {
         let span = self.span();
-        let mut outputs = Vec::new();
-        loop {
-            let ty = self.ty()?;
-            let n = self.ident()?;
-            outputs.push((n, ty));
-            if !self.eat_punct(',') {
-                break;
-            }
-        }
+        let outputs = self.separated(Self::typed_name)?;
         self.expect_punct('=')?;
         let op = self.ident()?;
         self.expect_punct('(')?;
@@ -296,15 +301,7 @@ impl Parser {
             return Ok(Value::Literal(self.typed_literal(depth)?));
         }
         if self.eat_punct('(') {
-            let mut items = Vec::new();
-            if !self.is_punct(')') {
-                loop {
-                    items.push(self.value(depth + 1)?);
-                    if !self.eat_punct(',') {
-                        break;
-                    }
-                }
-            }
+            let items = self.list_until(')', |p| p.value(depth + 1))?;
             self.expect_punct(')')?;
             return Ok(Value::Tuple(items));
         }
@@ -439,15 +436,7 @@ impl Parser {
     }
 
     fn lit_list(&mut self, close: char, depth: usize) -> Result<Vec<Lit>, ParseError> {
-        let mut items = Vec::new();
-        if !self.is_punct(close) {
-            loop {
-                items.push(self.lit(depth + 1)?);
-                if !self.eat_punct(',') {
-                    break;
-                }
-            }
-        }
+        let items = self.list_until(close, |p| p.lit(depth + 1))?;
         self.expect_punct(close)?;
         Ok(items)
     }
@@ -476,30 +465,14 @@ impl Parser {
                 })?;
                 self.expect_punct(',')?;
                 self.expect_punct('[')?;
-                let mut shape = Vec::new();
-                if !self.is_punct(']') {
-                    loop {
-                        shape.push(self.dim()?);
-                        if !self.eat_punct(',') {
-                            break;
-                        }
-                    }
-                }
+                let shape = self.list_until(']', Self::dim)?;
                 self.expect_punct(']')?;
                 self.expect_punct('>')?;
                 Ok(Type::Tensor { dtype, shape })
             }
             "tuple" => {
                 self.expect_punct('<')?;
-                let mut items = Vec::new();
-                if !self.is_punct('>') {
-                    loop {
-                        items.push(self.ty_depth(depth + 1)?);
-                        if !self.eat_punct(',') {
-                            break;
-                        }
-                    }
-                }
+                let items = self.list_until('>', |p| p.ty_depth(depth + 1))?;
                 self.expect_punct('>')?;
                 Ok(Type::Tuple(items))
             }
