@@ -163,11 +163,7 @@ impl Parser {
             }
         };
         self.expect_punct(')')?;
-        let attrs = if self.is_punct('[') {
-            self.attr_block()?
-        } else {
-            Vec::new()
-        };
+        let attrs = self.opt_attr_block()?;
         self.expect_punct('{')?;
         let mut functions = Vec::new();
         while !self.is_punct('}') {
@@ -191,11 +187,7 @@ impl Parser {
         self.expect_punct('(')?;
         let inputs = self.list_until(')', Self::typed_name)?;
         self.expect_punct(')')?;
-        let attrs = if self.is_punct('[') {
-            self.attr_block()?
-        } else {
-            Vec::new()
-        };
+        let attrs = self.opt_attr_block()?;
         self.expect_punct('{')?;
         let mut body = Vec::new();
         while !self.is_punct('}') {
@@ -232,11 +224,7 @@ impl Parser {
         self.expect_punct('(')?;
         let inputs = self.named_list(')', 0)?;
         self.expect_punct(')')?;
-        let attrs = if self.is_punct('[') {
-            self.attr_block()?
-        } else {
-            Vec::new()
-        };
+        let attrs = self.opt_attr_block()?;
         self.expect_punct(';')?;
         Ok(Operation {
             outputs,
@@ -245,6 +233,15 @@ impl Parser {
             attrs,
             span,
         })
+    }
+
+    /// An attribute block if one follows, else no attributes.
+    fn opt_attr_block(&mut self) -> Result<Vec<Named>, ParseError> {
+        if self.is_punct('[') {
+            self.attr_block()
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     fn attr_block(&mut self) -> Result<Vec<Named>, ParseError> {

@@ -41,18 +41,9 @@ pub fn backward_output_layout(s: &Shape) -> Layout {
 
 /// The dW kernel's input: the backward output with `dx` replaced by the incoming `dx2`.
 pub fn dw_layout(s: &Shape) -> Layout {
-    Layout::new(
-        Axis::Channel,
-        s.seq,
-        &[
-            ("dx2", s.dim),
-            ("xhat", s.dim),
-            ("dq", s.q),
-            ("dk", s.kv),
-            ("dv", s.kv),
-            ("o", s.q),
-        ],
-    )
+    let mut l = backward_output_layout(s);
+    l.slots[0].name = "dx2".into();
+    l
 }
 
 /// dW̃q (q × dim), dW̃k, dW̃v (kv × dim), dWoᵀ (q × dim).

@@ -32,18 +32,11 @@ pub fn backward_output_layout(s: &Shape) -> Layout {
     )
 }
 
+/// The dW kernel's input: the backward output with `dx2` replaced by the incoming `dy`.
 pub fn dw_layout(s: &Shape) -> Layout {
-    Layout::new(
-        Axis::Channel,
-        s.seq,
-        &[
-            ("dy", s.dim),
-            ("xhat", s.dim),
-            ("g", s.hidden),
-            ("dh1", s.hidden),
-            ("dh3", s.hidden),
-        ],
-    )
+    let mut l = backward_output_layout(s);
+    l.slots[0].name = "dy".into();
+    l
 }
 
 /// dW2 (dim × hidden), dW̃1ᵀ and dW̃3ᵀ (dim × hidden).
