@@ -41,6 +41,14 @@ pub enum CpuError {
     },
     #[error("cannot allocate a {bytes}-byte buffer for the kernel")]
     OutOfMemory { bytes: usize },
+    #[error("output `{name}` has not been computed yet: run the kernel first")]
+    NotRun { name: String },
+    #[error("{got} {what} buffers given, the kernel has {expected} {what}s")]
+    BufferCount {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
     #[error("`{name}`: buffer holds {got} {unit}, the tensor needs {expected}")]
     Length {
         name: String,

@@ -33,7 +33,8 @@ impl TensorInfo {
     }
 }
 
-/// An 8-byte aligned byte buffer, so it can be viewed as f16/f32 slices without copying.
+/// A kernel-owned, 8-byte aligned byte buffer, allocated on first use: a caller that runs the
+/// kernel on its own buffers ([`crate::CpuKernel::run_with`]) never pays for these.
 #[derive(Clone, Debug)]
 pub(crate) struct IoBuf {
     words: Vec<u64>,
@@ -44,167 +45,162 @@ const CHUNK: usize = 256;
 
 impl IoBuf {
     pub(crate) fn new(info: &TensorInfo) -> IoBuf {
-        let nbytes = info.byte_len();
         IoBuf {
-            words: vec![0; nbytes.div_ceil(8)],
-            nbytes,
+            words: Vec::new(),
+            nbytes: info.byte_len(),
         }
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice(&self.words)[..self.nbytes]
+    pub(crate) fn is_allocated(&self) -> bool {
+        self.words.len() * 8 >= self.nbytes
     }
 
+    /// The bytes, zeroed on first use.
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        if !self.is_allocated() {
+            self.words = vec![0; self.nbytes.div_ceil(8)];
+        }
         &mut bytemuck::cast_slice_mut(&mut self.words)[..self.nbytes]
     }
 
-    fn f16s(&self, n: usize) -> &[f16] {
-        &bytemuck::cast_slice(&self.words)[..n]
-    }
-
-    fn f32s(&self, n: usize) -> &[f32] {
-        &bytemuck::cast_slice(&self.words)[..n]
+    /// The bytes, or `None` before anything was written.
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        self.is_allocated()
+            .then(|| &bytemuck::cast_slice(&self.words)[..self.nbytes])
     }
 
     /// Stores f32 values in the dtype (floats rounded to nearest, integers rounded then
     /// wrapped to the dtype's width, bools as `v != 0`).
     pub(crate) fn write_f32(&mut self, dtype: DType, v: &[f32]) {
-        match dtype {
-            DType::Fp16 => {
-                bytemuck::cast_slice_mut::<u64, f16>(&mut self.words)[..v.len()].convert_from_f32_slice(v)
-            }
-            DType::Fp32 => {
-                bytemuck::cast_slice_mut::<u64, f32>(&mut self.words)[..v.len()].copy_from_slice(v)
-            }
-            _ => {
-                let size = dtype.size_bytes();
-                let b = self.bytes_mut();
-                for (i, &x) in v.iter().enumerate() {
-                    put(
-                        dtype,
-                        &mut b[i * size..(i + 1) * size],
-                        x as f64,
-                        x.round() as i64,
-                    );
-                }
+        write_at(self.bytes_mut(), dtype, 0, v);
+    }
+}
+
+/// Reads elements `[start, start + out.len())` of a little-endian buffer of `dtype` as f32.
+/// Aligned fp16/fp32 buffers are converted in bulk, anything else element by element.
+pub(crate) fn read_range(bytes: &[u8], dtype: DType, start: usize, out: &mut [f32]) {
+    let end = start + out.len();
+    let size = dtype.size_bytes();
+    let b = &bytes[start * size..end * size];
+    match dtype {
+        DType::Fp16 => match bytemuck::try_cast_slice::<u8, f16>(b) {
+            Ok(h) => h.convert_to_f32_slice(out),
+            Err(_) => out
+                .iter_mut()
+                .zip(b.chunks_exact(2))
+                .for_each(|(o, c)| *o = f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        },
+        DType::Fp32 => match bytemuck::try_cast_slice::<u8, f32>(b) {
+            Ok(f) => out.copy_from_slice(f),
+            Err(_) => out
+                .iter_mut()
+                .zip(b.chunks_exact(4))
+                .for_each(|(o, c)| *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        },
+        _ => {
+            for (o, c) in out.iter_mut().zip(b.chunks_exact(size)) {
+                *o = get(dtype, c) as f32;
             }
         }
     }
+}
 
-    /// Reads the values as f32.
-    pub(crate) fn read_f32(&self, dtype: DType, out: &mut [f32]) {
-        self.read_range(dtype, 0, out);
-    }
-
-    /// Reads elements `[start, start + out.len())` as f32.
-    fn read_range(&self, dtype: DType, start: usize, out: &mut [f32]) {
-        let end = start + out.len();
-        match dtype {
-            DType::Fp16 => self.f16s(end)[start..].convert_to_f32_slice(out),
-            DType::Fp32 => out.copy_from_slice(&self.f32s(end)[start..]),
-            _ => {
-                let size = dtype.size_bytes();
-                let b = self.bytes();
-                for (i, o) in (start..end).zip(out.iter_mut()) {
-                    *o = get(dtype, &b[i * size..(i + 1) * size]) as f32;
-                }
+/// Writes f32 values as elements `[pos, pos + v.len())` of a little-endian buffer of `dtype`.
+fn write_at(bytes: &mut [u8], dtype: DType, pos: usize, v: &[f32]) {
+    let size = dtype.size_bytes();
+    let b = &mut bytes[pos * size..(pos + v.len()) * size];
+    match dtype {
+        DType::Fp16 => match bytemuck::try_cast_slice_mut::<u8, f16>(b) {
+            Ok(h) => h.convert_from_f32_slice(v),
+            Err(_) => b
+                .chunks_exact_mut(2)
+                .zip(v)
+                .for_each(|(c, x)| c.copy_from_slice(&f16::from_f32(*x).to_le_bytes())),
+        },
+        DType::Fp32 => match bytemuck::try_cast_slice_mut::<u8, f32>(b) {
+            Ok(f) => f.copy_from_slice(v),
+            Err(_) => b
+                .chunks_exact_mut(4)
+                .zip(v)
+                .for_each(|(c, x)| c.copy_from_slice(&x.to_le_bytes())),
+        },
+        _ => {
+            for (c, &x) in b.chunks_exact_mut(size).zip(v) {
+                put(dtype, c, x as f64, x.round() as i64);
             }
         }
     }
+}
 
-    /// Copies the input into its (dense) storage slot.
-    pub(crate) fn load(&self, dtype: DType, view: &View, st: &mut Storage, ctx: &Ctx) {
-        let n = view.len();
-        match view.slot.class {
-            Class::F => {
-                let dst = &mut st.f[view.slot.idx][..n];
-                ctx.chunks(dst, CHUNK, PAR_MIN / CHUNK, |first, c| {
-                    self.read_range(dtype, first * CHUNK, c);
-                    if dtype != DType::Fp16 {
-                        ctx.round(c);
-                    }
-                });
-            }
-            Class::I => {
-                let (size, b) = (dtype.size_bytes(), self.bytes());
-                for (i, d) in st.i[view.slot.idx][..n].iter_mut().enumerate() {
-                    *d = get_int(dtype, &b[i * size..(i + 1) * size]);
+/// Copies an input's bytes into its (dense) storage slot.
+pub(crate) fn load(bytes: &[u8], dtype: DType, view: &View, st: &mut Storage, ctx: &Ctx) {
+    let n = view.len();
+    match view.slot.class {
+        Class::F => {
+            let dst = &mut st.f[view.slot.idx][..n];
+            ctx.chunks(dst, CHUNK, PAR_MIN / CHUNK, |first, c| {
+                read_range(bytes, dtype, first * CHUNK, c);
+                if dtype != DType::Fp16 {
+                    ctx.round(c);
                 }
+            });
+        }
+        Class::I => {
+            let size = dtype.size_bytes();
+            for (i, d) in st.i[view.slot.idx][..n].iter_mut().enumerate() {
+                *d = get_int(dtype, &bytes[i * size..(i + 1) * size]);
             }
-            Class::B => {
-                for (d, &s) in st.b[view.slot.idx][..n].iter_mut().zip(self.bytes()) {
-                    *d = (s != 0) as u8;
-                }
+        }
+        Class::B => {
+            for (d, &s) in st.b[view.slot.idx][..n].iter_mut().zip(bytes) {
+                *d = (s != 0) as u8;
             }
         }
     }
+}
 
-    /// Writes a (possibly strided) view of storage into the buffer.
-    pub(crate) fn store(&mut self, dtype: DType, view: &View, walk: &Walk, st: &Storage, ctx: &Ctx) {
-        let n = view.len();
-        if view.slot.class == Class::F && view.is_contiguous() && matches!(dtype, DType::Fp16 | DType::Fp32) {
-            let src = &st.f[view.slot.idx][view.offset..view.offset + n];
-            match dtype {
-                DType::Fp16 => {
-                    let dst = &mut bytemuck::cast_slice_mut::<u64, f16>(&mut self.words)[..n];
-                    ctx.chunks(dst, CHUNK, PAR_MIN / CHUNK, |first, c| {
-                        c.convert_from_f32_slice(&src[first * CHUNK..first * CHUNK + c.len()])
-                    });
-                }
-                _ => bytemuck::cast_slice_mut::<u64, f32>(&mut self.words)[..n].copy_from_slice(src),
-            }
-            return;
-        }
-        let s = walk.inner_stride(0);
-        let mut pos = 0;
-        match view.slot.class {
-            Class::F => {
-                let src = &st.f[view.slot.idx];
-                let mut tmp = [0f32; CHUNK];
-                walk.runs(0, walk.len(), |o, n| {
-                    for c in (0..n).step_by(CHUNK) {
-                        let m = CHUNK.min(n - c);
-                        gather(&mut tmp[..m], src, (o[0] as isize + c as isize * s) as usize, s);
-                        self.write_at(dtype, pos, &tmp[..m]);
-                        pos += m;
-                    }
-                });
-            }
-            Class::I | Class::B => {
-                let size = dtype.size_bytes();
-                let b = bytemuck::cast_slice_mut::<u64, u8>(&mut self.words);
-                walk.runs(0, walk.len(), |o, n| {
-                    for i in 0..n {
-                        let at = (o[0] as isize + i as isize * s) as usize;
-                        let v = if view.slot.class == Class::I {
-                            st.i[view.slot.idx][at]
-                        } else {
-                            st.b[view.slot.idx][at] as i64
-                        };
-                        put(dtype, &mut b[pos * size..(pos + 1) * size], v as f64, v);
-                        pos += 1;
-                    }
-                });
-            }
-        }
+/// Writes a (possibly strided) view of storage into an output's bytes.
+pub(crate) fn store(bytes: &mut [u8], dtype: DType, view: &View, walk: &Walk, st: &Storage, ctx: &Ctx) {
+    let n = view.len();
+    if view.slot.class == Class::F && view.is_contiguous() && matches!(dtype, DType::Fp16 | DType::Fp32) {
+        let src = &st.f[view.slot.idx][view.offset..view.offset + n];
+        let size = dtype.size_bytes();
+        let dst = &mut bytes[..n * size];
+        ctx.chunks(dst, CHUNK * size, PAR_MIN / CHUNK, |first, c| {
+            let at = first * CHUNK;
+            write_at(c, dtype, 0, &src[at..at + c.len() / size]);
+        });
+        return;
     }
-
-    fn write_at(&mut self, dtype: DType, pos: usize, v: &[f32]) {
-        match dtype {
-            DType::Fp16 => bytemuck::cast_slice_mut::<u64, f16>(&mut self.words)[pos..pos + v.len()]
-                .convert_from_f32_slice(v),
-            DType::Fp32 => {
-                bytemuck::cast_slice_mut::<u64, f32>(&mut self.words)[pos..pos + v.len()].copy_from_slice(v)
-            }
-            _ => {
-                let size = dtype.size_bytes();
-                let b = bytemuck::cast_slice_mut::<u64, u8>(&mut self.words);
-                for (i, &x) in v.iter().enumerate() {
-                    let at = (pos + i) * size;
-                    put(dtype, &mut b[at..at + size], x as f64, x as i64);
+    let s = walk.inner_stride(0);
+    let mut pos = 0;
+    match view.slot.class {
+        Class::F => {
+            let src = &st.f[view.slot.idx];
+            let mut tmp = [0f32; CHUNK];
+            walk.runs(0, walk.len(), |o, n| {
+                for c in (0..n).step_by(CHUNK) {
+                    let m = CHUNK.min(n - c);
+                    gather(&mut tmp[..m], src, (o[0] as isize + c as isize * s) as usize, s);
+                    write_at(bytes, dtype, pos, &tmp[..m]);
+                    pos += m;
                 }
-            }
+            });
+        }
+        Class::I | Class::B => {
+            let size = dtype.size_bytes();
+            walk.runs(0, walk.len(), |o, n| {
+                for i in 0..n {
+                    let at = (o[0] as isize + i as isize * s) as usize;
+                    let v = if view.slot.class == Class::I {
+                        st.i[view.slot.idx][at]
+                    } else {
+                        st.b[view.slot.idx][at] as i64
+                    };
+                    put(dtype, &mut bytes[pos * size..(pos + 1) * size], v as f64, v);
+                    pos += 1;
+                }
+            });
         }
     }
 }

@@ -7,7 +7,7 @@ use malus_mil::DType;
 
 use crate::Numerics;
 use crate::error::{CpuError, Result};
-use crate::io::{IoBuf, TensorInfo};
+use crate::io::{IoBuf, TensorInfo, load, read_range, store};
 use crate::kernels::Step;
 use crate::layout::View;
 use crate::plan::PlanStats;
@@ -129,50 +129,60 @@ impl CpuKernel {
         Ok(self.in_bufs[i].bytes_mut())
     }
 
-    /// Runs the function on the current inputs. Allocates nothing itself (gemm's packing
-    /// buffers and rayon's job queue are the only allocations, inside those crates).
+    /// Runs the function on the current inputs. Allocates nothing itself after the first run
+    /// (gemm's packing buffers and rayon's job queue are the only allocations, inside those
+    /// crates).
     pub fn run(&mut self) -> Result<()> {
-        let CpuKernel {
-            inputs,
-            outputs,
-            in_bufs,
-            out_bufs,
-            in_views,
-            out_views,
-            steps,
-            st,
-            ctx,
-            pool,
-            ..
-        } = self;
-        let ctx = *ctx;
-        let mut body = move || {
-            for ((info, buf), view) in inputs.iter().zip(in_bufs.iter()).zip(in_views.iter()) {
-                if let Some(v) = view {
-                    buf.load(info.dtype, v, st, &ctx);
-                }
-            }
-            for step in steps.iter() {
-                step.exec(st, &ctx);
-            }
-            for ((info, buf), (view, walk)) in outputs.iter().zip(out_bufs.iter_mut()).zip(out_views.iter()) {
-                buf.store(info.dtype, view, walk, st, &ctx);
-            }
-        };
-        match pool {
-            Some(p) => p.install(body),
-            None => body(),
-        }
-        Ok(())
+        self.run_owned(false).map(drop)
     }
 
     /// Runs like [`CpuKernel::run`] and times every step (this one allocates its report).
     pub fn run_profiled(&mut self) -> Result<Vec<StepTime>> {
+        self.run_owned(true)
+    }
+
+    /// Runs on the caller's buffers instead of the kernel's own: `inputs[i]` holds the bytes of
+    /// input `i` and `outputs[j]` receives output `j` (signature order). A caller that keeps many
+    /// staged inputs for one kernel (one per layer) hands each in without a copy, and the
+    /// kernel's own I/O buffers are never allocated.
+    pub fn run_with(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()> {
+        for (what, expected, got) in [
+            ("input", self.inputs.len(), inputs.len()),
+            ("output", self.outputs.len(), outputs.len()),
+        ] {
+            if expected != got {
+                return Err(CpuError::BufferCount { what, expected, got });
+            }
+        }
+        for (t, b) in self.inputs.iter().zip(inputs) {
+            check_len(&t.name, t.byte_len(), b.len(), "bytes")?;
+        }
+        for (t, b) in self.outputs.iter().zip(outputs.iter()) {
+            check_len(&t.name, t.byte_len(), b.len(), "bytes")?;
+        }
+        self.execute(&mut CallerIo { inputs, outputs }, false);
+        Ok(())
+    }
+
+    fn run_owned(&mut self, profile: bool) -> Result<Vec<StepTime>> {
+        let mut io = OwnedIo {
+            inputs: std::mem::take(&mut self.in_bufs),
+            outputs: std::mem::take(&mut self.out_bufs),
+        };
+        for b in io.inputs.iter_mut().chain(io.outputs.iter_mut()) {
+            b.bytes_mut();
+        }
+        let times = self.execute(&mut io, profile);
+        self.in_bufs = io.inputs;
+        self.out_bufs = io.outputs;
+        Ok(times)
+    }
+
+    /// Loads the inputs, runs every step, stores the outputs; times each phase when asked.
+    fn execute(&mut self, io: &mut (impl Io + Send), profile: bool) -> Vec<StepTime> {
         let CpuKernel {
             inputs,
             outputs,
-            in_bufs,
-            out_bufs,
             in_views,
             out_views,
             steps,
@@ -184,49 +194,45 @@ impl CpuKernel {
         } = self;
         let ctx = *ctx;
         let mut body = move || {
-            let mut times = Vec::with_capacity(steps.len() + 2);
-            let t = Instant::now();
-            for ((info, buf), view) in inputs.iter().zip(in_bufs.iter()).zip(in_views.iter()) {
+            let mut times = Vec::with_capacity(if profile { steps.len() + 2 } else { 0 });
+            let mut t = Instant::now();
+            let mut lap = |kind: &'static str, op: &str, t: &mut Instant| {
+                if profile {
+                    times.push(StepTime {
+                        kind,
+                        op: op.to_string(),
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    *t = Instant::now();
+                }
+            };
+            for (i, (info, view)) in inputs.iter().zip(in_views.iter()).enumerate() {
                 if let Some(v) = view {
-                    buf.load(info.dtype, v, st, &ctx);
+                    load(io.input(i), info.dtype, v, st, &ctx);
                 }
             }
-            times.push(StepTime {
-                kind: "inputs",
-                op: String::new(),
-                seconds: t.elapsed().as_secs_f64(),
-            });
+            lap("inputs", "", &mut t);
             for (step, label) in steps.iter().zip(labels.iter()) {
-                let t = Instant::now();
                 step.exec(st, &ctx);
-                times.push(StepTime {
-                    kind: step.kind(),
-                    op: label.clone(),
-                    seconds: t.elapsed().as_secs_f64(),
-                });
+                lap(step.kind(), label, &mut t);
             }
-            let t = Instant::now();
-            for ((info, buf), (view, walk)) in outputs.iter().zip(out_bufs.iter_mut()).zip(out_views.iter()) {
-                buf.store(info.dtype, view, walk, st, &ctx);
+            for (i, (info, (view, walk))) in outputs.iter().zip(out_views.iter()).enumerate() {
+                store(io.output(i), info.dtype, view, walk, st, &ctx);
             }
-            times.push(StepTime {
-                kind: "outputs",
-                op: String::new(),
-                seconds: t.elapsed().as_secs_f64(),
-            });
+            lap("outputs", "", &mut t);
             times
         };
-        Ok(match pool {
+        match pool {
             Some(p) => p.install(body),
             None => body(),
-        })
+        }
     }
 
     /// Reads an output as f32 into `out` (which must have the output's element count).
     pub fn read_output_f32(&self, name: &str, out: &mut [f32]) -> Result<()> {
         let i = find(&self.outputs, "output", name)?;
         check_len(name, self.outputs[i].len(), out.len(), "values")?;
-        self.out_bufs[i].read_f32(self.outputs[i].dtype, out);
+        read_range(self.output_bytes(i)?, self.outputs[i].dtype, 0, out);
         Ok(())
     }
 
@@ -241,7 +247,13 @@ impl CpuKernel {
     /// An output's raw little-endian bytes in its dtype.
     pub fn read_output_bytes(&self, name: &str) -> Result<&[u8]> {
         let i = find(&self.outputs, "output", name)?;
-        Ok(self.out_bufs[i].bytes())
+        self.output_bytes(i)
+    }
+
+    fn output_bytes(&self, i: usize) -> Result<&[u8]> {
+        self.out_bufs[i].bytes().ok_or_else(|| CpuError::NotRun {
+            name: self.outputs[i].name.clone(),
+        })
     }
 
     /// The dtype and shape of an input or output, by name.
@@ -251,5 +263,41 @@ impl CpuKernel {
             .chain(&self.outputs)
             .find(|t| t.name == name)
             .map(|t| (t.dtype, t.shape.as_slice()))
+    }
+}
+
+/// Where a run reads its inputs and writes its outputs.
+trait Io {
+    fn input(&self, i: usize) -> &[u8];
+    fn output(&mut self, i: usize) -> &mut [u8];
+}
+
+/// The kernel's own buffers (allocated before the run).
+struct OwnedIo {
+    inputs: Vec<IoBuf>,
+    outputs: Vec<IoBuf>,
+}
+
+impl Io for OwnedIo {
+    fn input(&self, i: usize) -> &[u8] {
+        self.inputs[i].bytes().unwrap_or_default()
+    }
+    fn output(&mut self, i: usize) -> &mut [u8] {
+        self.outputs[i].bytes_mut()
+    }
+}
+
+/// The caller's buffers (lengths checked by `run_with`).
+struct CallerIo<'a, 'b> {
+    inputs: &'a [&'a [u8]],
+    outputs: &'a mut [&'b mut [u8]],
+}
+
+impl Io for CallerIo<'_, '_> {
+    fn input(&self, i: usize) -> &[u8] {
+        self.inputs[i]
+    }
+    fn output(&mut self, i: usize) -> &mut [u8] {
+        self.outputs[i]
     }
 }

@@ -110,6 +110,20 @@ fn run_does_not_allocate() {
     k.run().unwrap();
     assert_eq!(measure(&mut k), (0, 0), "{:?}", k.stats());
 
+    // 1b. On the caller's buffers: nothing either, from the very first run (the kernel's own
+    //     I/O buffers are never allocated).
+    let mut k = compile(&p, &Weights::new(), &CompileOptions::default().threads(1)).unwrap();
+    let input: Vec<u8> = blocks::values(5, 64 * 128, 2.0)
+        .iter()
+        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+        .collect();
+    let mut output = vec![0u8; k.outputs()[0].byte_len()];
+    COUNT.store(0, Ordering::SeqCst);
+    ON.store(true, Ordering::SeqCst);
+    k.run_with(&[&input], &mut [&mut output]).unwrap();
+    ON.store(false, Ordering::SeqCst);
+    assert_eq!(COUNT.load(Ordering::SeqCst), 0);
+
     // 2. A transformer block, single thread: only gemm's packing buffers, the same every run,
     //    and far smaller than the block's activations.
     let (p, w) = block_program();
