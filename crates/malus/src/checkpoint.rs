@@ -70,24 +70,55 @@ fn bytes_of(v: &[f32]) -> &[u8] {
     bytemuck::cast_slice(v)
 }
 
+/// Named tensor views and the file's string metadata, as safetensors takes them.
+type Contents<'a> = (Vec<(String, TensorView<'a>)>, HashMap<String, String>);
+
+/// The tensors and JSON metadata of a training state, borrowed (nothing is copied).
+fn contents<'a>(
+    meta: &Meta,
+    params: &'a Params,
+    opt: &'a Optimizer,
+) -> Result<Contents<'a>> {
+    fn view<'a>(shape: &[usize], data: &'a [f32]) -> Result<TensorView<'a>> {
+        TensorView::new(Dtype::F32, shape.to_vec(), bytes_of(data)).map_err(|e| anyhow!("{e}"))
+    }
+    let mut tensors: Vec<(String, TensorView)> = Vec::new();
+    for t in &params.tensors {
+        tensors.push((format!("param.{}", t.name), view(&t.shape, &t.data)?));
+    }
+    for (prefix, state) in opt.moments() {
+        for (t, s) in params.tensors.iter().zip(state.iter()) {
+            tensors.push((format!("{prefix}.{}", t.name), view(&t.shape, s)?));
+        }
+    }
+    let mut meta = meta.clone();
+    meta.optimizer = OptimizerMeta::of(opt);
+    let info = HashMap::from([("malus".to_string(), serde_json::to_string(&meta)?)]);
+    Ok((tensors, info))
+}
+
+/// Writes a training state atomically, streaming the tensors to disk (no copy of the weights
+/// or moments is made, so saving costs no memory): a failure — full disk, interruption — never
+/// replaces a good file.
+pub fn save(path: &Path, meta: &Meta, params: &Params, opt: &Optimizer) -> Result<()> {
+    let (tensors, info) = contents(meta, params, opt)?;
+    crate::fsutil::write_atomic_with(path, |tmp| {
+        safetensors::serialize_to_file(tensors, Some(info), tmp).map_err(|e| anyhow!("{e}"))?;
+        // safetensors writes through a private temp file (mode 0600); checkpoints are ordinary
+        // files the user may share.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o644))?;
+        }
+        Ok(())
+    })
+}
+
 impl Checkpoint {
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut tensors: Vec<(String, TensorView)> = Vec::new();
-        fn view<'a>(shape: &[usize], data: &'a [f32]) -> Result<TensorView<'a>> {
-            TensorView::new(Dtype::F32, shape.to_vec(), bytes_of(data)).map_err(|e| anyhow!("{e}"))
-        }
-        for t in &self.params.tensors {
-            tensors.push((format!("param.{}", t.name), view(&t.shape, &t.data)?));
-        }
-        for (prefix, state) in self.opt.moments() {
-            for (t, s) in self.params.tensors.iter().zip(state.iter()) {
-                tensors.push((format!("{prefix}.{}", t.name), view(&t.shape, s)?));
-            }
-        }
-        let mut meta = self.meta.clone();
-        meta.optimizer = OptimizerMeta::of(&self.opt);
-        let info = HashMap::from([("malus".to_string(), serde_json::to_string(&meta)?)]);
+        let (tensors, info) = contents(&self.meta, &self.params, &self.opt)?;
         safetensors::serialize(tensors, Some(info)).map_err(|e| anyhow!("serialising checkpoint: {e}"))
     }
 
@@ -168,9 +199,9 @@ impl Checkpoint {
         Ok(Checkpoint { meta, params, opt })
     }
 
-    /// Writes atomically: a failure (full disk, interruption) never replaces a good file.
+    /// Writes atomically (see [`save`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::fsutil::write_atomic(path, &self.to_bytes()?)
+        save(path, &self.meta, &self.params, &self.opt)
     }
 
     pub fn load(path: &Path) -> Result<Checkpoint> {

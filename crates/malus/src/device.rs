@@ -24,8 +24,6 @@ pub struct CpuDevice {
 
 struct CpuExec {
     kernel: malus_cpu::CpuKernel,
-    input: String,
-    output: String,
 }
 
 impl Device for CpuDevice {
@@ -36,22 +34,15 @@ impl Device for CpuDevice {
     fn compile(&self, def: &KernelDef) -> Result<Box<dyn Exec>> {
         let opts = malus_cpu::CompileOptions::default().numerics(self.numerics);
         let kernel = malus_cpu::compile(&def.program, &def.weights, &opts)?;
-        let input = kernel.inputs()[0].name.clone();
-        let output = kernel.outputs()[0].name.clone();
-        Ok(Box::new(CpuExec {
-            kernel,
-            input,
-            output,
-        }))
+        Ok(Box::new(CpuExec { kernel }))
     }
 }
 
 impl Exec for CpuExec {
+    /// Runs straight on the caller's buffers: the staged per-layer inputs are not copied,
+    /// and the kernel holds no I/O buffers of its own.
     fn exec(&mut self, input: &[u8], output: &mut [u8]) -> Result<()> {
-        self.kernel.write_input_bytes(&self.input, input)?;
-        self.kernel.run()?;
-        output.copy_from_slice(self.kernel.read_output_bytes(&self.output)?);
-        Ok(())
+        Ok(self.kernel.run_with(&[input], &mut [output])?)
     }
 }
 

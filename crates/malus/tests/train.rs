@@ -128,3 +128,65 @@ fn bad_inputs_are_named() {
     let err = format!("{:#}", Trainer::new(settings(&d), true).err().unwrap());
     assert!(err.contains("ckpt-00000001"), "{err}");
 }
+
+/// A checkpoint write that fails (a file-size limit stands in for a full disk: the write gets
+/// EFBIG instead of ENOSPC, through the same error path) is an error naming the file, and the
+/// good checkpoint before it stays the newest, intact, with no temp file left behind.
+#[cfg(unix)]
+#[test]
+fn a_failed_checkpoint_write_never_replaces_a_good_one() {
+    let out = dir("fsize");
+    let s = settings(&out);
+    let args = |steps: &str| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--model", "tiny", "--vocab", "4096", "--seq", "64"]
+            .map(String::from)
+            .to_vec();
+        for (k, v) in [
+            ("--data", s.data.display().to_string()),
+            ("--tokenizer", s.tokenizer.display().to_string()),
+            ("--out", out.display().to_string()),
+            ("--steps", steps.into()),
+            ("--ckpt-every", "1".into()),
+            ("--eval-every", "100".into()),
+            ("--device", "cpu".into()),
+            ("--sample-tokens", "0".into()),
+        ] {
+            a.push(k.into());
+            a.push(v);
+        }
+        a
+    };
+    let bin = env!("CARGO_BIN_EXE_malus");
+    let ok = std::process::Command::new(bin).args(args("2")).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let good = out.join("ckpt-00000002.safetensors");
+    let before = std::fs::read(&good).unwrap();
+
+    // Resume with a file-size limit of half a checkpoint; SIGXFSZ ignored so the write fails
+    // with an error instead of killing the process.
+    let limit_kib = before.len() / 2 / 1024;
+    let mut resume = args("4");
+    resume.push("--resume".into());
+    let script = format!("trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" \"$@\"");
+    let failed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg(bin)
+        .args(&resume)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "the write should have failed: {err}");
+    assert!(err.contains("ckpt-00000003.safetensors"), "{err}");
+    assert!(err.contains("too large"), "{err}");
+    assert!(!out.join("ckpt-00000003.safetensors").exists());
+    assert_eq!(std::fs::read(&good).unwrap(), before);
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
+    let newest = malus::checkpoint::latest(&out).unwrap().unwrap();
+    assert_eq!(newest, good);
+    malus::checkpoint::Checkpoint::load(&newest).unwrap();
+}

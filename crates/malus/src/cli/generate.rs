@@ -10,6 +10,7 @@ use clap::Args;
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::Tok;
 use crate::generate::{SampleOptions, generate};
+use crate::model::{Config, Params};
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -48,14 +49,15 @@ pub fn find_checkpoint(p: &Path) -> Result<PathBuf> {
 
 /// Samples text from a checkpoint, streaming it to `out`.
 pub fn sample(
-    ck: &Checkpoint,
+    config: &Config,
+    params: &Params,
     tok: &Tok,
     prompt: &str,
     opts: &SampleOptions,
     out: &mut dyn Write,
 ) -> Result<String> {
     write!(out, "{prompt}")?;
-    let text = generate(&ck.meta.config, &ck.params, tok, prompt, opts, |piece| {
+    let text = generate(config, params, tok, prompt, opts, |piece| {
         let _ = write!(out, "{piece}");
         let _ = out.flush();
     })?;
@@ -82,7 +84,14 @@ pub fn run(a: GenerateArgs) -> Result<ExitCode> {
         seed: a.seed,
         stop: None,
     };
-    sample(&ck, &tok, &a.prompt, &opts, &mut std::io::stdout().lock())?;
+    sample(
+        &ck.meta.config,
+        &ck.params,
+        &tok,
+        &a.prompt,
+        &opts,
+        &mut std::io::stdout().lock(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

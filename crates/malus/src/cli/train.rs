@@ -213,8 +213,15 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             seed: 42,
             stop: None,
         };
-        let ck = t.checkpoint()?;
-        super::generate::sample(&ck, &t.tok, "It is a truth", &opts, &mut std::io::stdout().lock())?;
+        let (config, params) = (&t.settings.model, &t.params);
+        super::generate::sample(
+            config,
+            params,
+            &t.tok,
+            "It is a truth",
+            &opts,
+            &mut std::io::stdout().lock(),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -75,8 +75,9 @@ pub struct Step {
     norm_in: Buf,
     ffn_dw_in: Buf,
     attn_dw_in: Buf,
-    logits: Vec<f32>,
-    dlogits: Vec<f32>,
+    /// Position-major `[seq, vocab]`: the logits after the forward, their gradient after the
+    /// loss (one buffer for both).
+    probs: Vec<f32>,
     tokens: Vec<u32>,
     scratch: Vec<f32>,
     pub acc: Accum,
@@ -116,8 +117,7 @@ impl Step {
             norm_in: Buf::for_layout(s.dtype, &plan.norm_bwd.input),
             ffn_dw_in: Buf::for_layout(s.dtype, &crate::kernels::ffn::dw_layout(&s)),
             attn_dw_in: Buf::for_layout(s.dtype, &crate::kernels::attention::dw_layout(&s)),
-            logits: vec![0.0; s.vocab_chunks * s.vocab_chunk * s.seq],
-            dlogits: vec![0.0; s.vocab_chunks * s.vocab_chunk * s.seq],
+            probs: vec![0.0; s.seq * s.vocab],
             tokens: Vec::new(),
             scratch: Vec::new(),
             acc: Accum::new(&c, &s),
@@ -215,20 +215,26 @@ impl Step {
                 )?;
             }
         }
-        let n = s.vocab_chunk * s.seq;
+        let (vc, seq) = (s.vocab_chunk, s.seq);
+        self.scratch.resize(vc * seq, 0.0);
         for c in 0..s.vocab_chunks {
             self.cls_fwd.run(&self.cls_fwd_in[c])?;
-            self.cls_fwd.out.read_block(
-                &self.cls_fwd.output,
-                "logits",
-                &mut self.logits[c * n..(c + 1) * n],
-            )?;
+            self.cls_fwd
+                .out
+                .read_block(&self.cls_fwd.output, "logits", &mut self.scratch)?;
+            // Channel-major chunk rows → position-major rows (padding rows past vocab dropped).
+            for v in 0..vc.min(s.vocab - c * vc) {
+                let gv = c * vc + v;
+                for (i, &x) in self.scratch[v * seq..(v + 1) * seq].iter().enumerate() {
+                    self.probs[i * s.vocab + gv] = x;
+                }
+            }
         }
         let lc = crate::kernels::classifier::dw_layout(&s);
         self.cls_fwd
             .out
             .copy_block(&self.cls_fwd.output, "xhat", &mut self.cls_dw_in, &lc, "xhat")?;
-        let loss = host::cross_entropy(&self.logits, s.vocab, &tokens[1..], 1.0, &mut self.dlogits);
+        let loss = host::cross_entropy_in_place(&mut self.probs, s.vocab, &tokens[1..], 1.0);
         ensure!(loss.is_finite() || loss.is_nan(), "loss is not finite");
         Ok(loss)
     }
@@ -237,15 +243,20 @@ impl Step {
     /// the accumulators.
     pub fn backward(&mut self, loss_scale: f32) -> Result<()> {
         let s = self.shape.clone();
-        let n = s.vocab_chunk * s.seq;
+        let (vc, seq) = (s.vocab_chunk, s.seq);
         let lb = self.cls_bwd.input.clone();
         let lc = crate::kernels::classifier::dw_layout(&s);
         let mut dxhat = vec![0.0f32; s.dim * s.seq];
+        let mut dl = vec![0.0f32; vc * seq];
         for c in 0..s.vocab_chunks {
-            let dl: Vec<f32> = self.dlogits[c * n..(c + 1) * n]
-                .iter()
-                .map(|v| v * loss_scale)
-                .collect();
+            // The chunk's rows of loss_scale·∂L/∂logits, channel-major, zero on padding rows.
+            dl.fill(0.0);
+            for v in 0..vc.min(s.vocab - c * vc) {
+                let gv = c * vc + v;
+                for (i, d) in dl[v * seq..(v + 1) * seq].iter_mut().enumerate() {
+                    *d = self.probs[i * s.vocab + gv] * loss_scale;
+                }
+            }
             self.cls_bwd_in[c].write_block(&lb, "dlogits", &dl)?;
             self.cls_bwd.run(&self.cls_bwd_in[c])?;
             accumulate(

@@ -168,7 +168,7 @@ impl Trainer {
         };
         if resume {
             match checkpoint::latest(&t.settings.out)? {
-                Some(path) => t.restore(&Checkpoint::load(&path)?, &path)?,
+                Some(path) => t.restore(Checkpoint::load(&path)?, &path)?,
                 None => bail!("--resume: no checkpoint in {}", t.settings.out.display()),
             }
         }
@@ -176,7 +176,7 @@ impl Trainer {
         Ok(t)
     }
 
-    fn restore(&mut self, ck: &Checkpoint, path: &Path) -> Result<()> {
+    fn restore(&mut self, ck: Checkpoint, path: &Path) -> Result<()> {
         ensure!(
             ck.meta.config == self.settings.model,
             "{}: the checkpoint's model config differs from this run's ({:?} vs {:?})",
@@ -192,9 +192,9 @@ impl Trainer {
             self.tok.hash,
             self.settings.tokenizer.display()
         );
-        self.params = ck.params.clone();
-        self.opt = ck.opt.clone();
-        self.scaler = ck.meta.scaler.clone();
+        self.params = ck.params;
+        self.opt = ck.opt;
+        self.scaler = ck.meta.scaler;
         self.step_no = ck.meta.step;
         self.rng = Rng::new(ck.meta.rng);
         self.tokens_seen = ck.meta.tokens_seen;
@@ -202,21 +202,26 @@ impl Trainer {
         Ok(())
     }
 
-    /// The checkpoint of the current state.
+    /// The JSON part of the current state's checkpoint.
+    fn meta(&self) -> Result<Meta> {
+        Ok(Meta {
+            format: FORMAT,
+            config: self.settings.model.clone(),
+            step: self.step_no,
+            rng: self.rng.state,
+            scaler: self.scaler.clone(),
+            tokenizer_hash: self.tok.hash.clone(),
+            tokens_seen: self.tokens_seen,
+            elapsed_s: self.elapsed,
+            optimizer: OptimizerMeta::of(&self.opt),
+            settings: serde_json::to_value(&self.settings)?,
+        })
+    }
+
+    /// The checkpoint of the current state (a copy; [`Trainer::save`] writes without one).
     pub fn checkpoint(&self) -> Result<Checkpoint> {
         Ok(Checkpoint {
-            meta: Meta {
-                format: FORMAT,
-                config: self.settings.model.clone(),
-                step: self.step_no,
-                rng: self.rng.state,
-                scaler: self.scaler.clone(),
-                tokenizer_hash: self.tok.hash.clone(),
-                tokens_seen: self.tokens_seen,
-                elapsed_s: self.elapsed,
-                optimizer: OptimizerMeta::of(&self.opt),
-                settings: serde_json::to_value(&self.settings)?,
-            },
+            meta: self.meta()?,
             params: self.params.clone(),
             opt: self.opt.clone(),
         })
@@ -225,7 +230,7 @@ impl Trainer {
     /// Writes a checkpoint into the run directory and prunes old ones; returns its path.
     pub fn save(&self) -> Result<PathBuf> {
         let path = self.settings.out.join(checkpoint::file_name(self.step_no));
-        self.checkpoint()?.save(&path)?;
+        checkpoint::save(&path, &self.meta()?, &self.params, &self.opt)?;
         checkpoint::prune(&self.settings.out, self.settings.keep)?;
         Ok(path)
     }
