@@ -74,11 +74,7 @@ fn bytes_of(v: &[f32]) -> &[u8] {
 type Contents<'a> = (Vec<(String, TensorView<'a>)>, HashMap<String, String>);
 
 /// The tensors and JSON metadata of a training state, borrowed (nothing is copied).
-fn contents<'a>(
-    meta: &Meta,
-    params: &'a Params,
-    opt: &'a Optimizer,
-) -> Result<Contents<'a>> {
+fn contents<'a>(meta: &Meta, params: &'a Params, opt: &'a Optimizer) -> Result<Contents<'a>> {
     fn view<'a>(shape: &[usize], data: &'a [f32]) -> Result<TensorView<'a>> {
         TensorView::new(Dtype::F32, shape.to_vec(), bytes_of(data)).map_err(|e| anyhow!("{e}"))
     }

@@ -39,10 +39,6 @@ impl<'a> Generator<'a> {
     /// rather than as a slice panic mid-forward.
     pub fn new(cfg: &'a Config, params: &'a Params) -> Result<Generator<'a>> {
         cfg.validate()?;
-        ensure!(
-            !cfg.qk_norm,
-            "per-head q/k RMSNorm (Qwen3) is not supported by the generator (no q/k norm weights)"
-        );
         check_shapes(cfg, params)?;
         let hd = cfg.head_dim as f64;
         Ok(Generator {
@@ -152,8 +148,12 @@ impl<'a> Generator<'a> {
         for (li, l) in p.layers.iter().enumerate() {
             rmsnorm(&x, w(l.attn_norm), c.norm_eps, &mut n);
             matvec(w(l.wq), &n, &mut q);
-            rope(&mut q, hd, &sin, &cos);
             matvec(w(l.wk), &n, &mut kv);
+            if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
+                head_rmsnorm(&mut q, hd, w(qn), c.norm_eps);
+                head_rmsnorm(&mut kv, hd, w(kn), c.norm_eps);
+            }
+            rope(&mut q, hd, &sin, &cos);
             rope(&mut kv, hd, &sin, &cos);
             self.k[li].extend_from_slice(&kv);
             matvec(w(l.wv), &n, &mut kv);
@@ -218,6 +218,15 @@ fn check_shapes(c: &Config, p: &Params) -> Result<()> {
     expect(p.final_norm, &[d])?;
     expect(p.classifier(), &[c.vocab, d])?;
     for l in &p.layers {
+        ensure!(
+            l.q_norm.is_some() == c.qk_norm && l.k_norm.is_some() == c.qk_norm,
+            "parameters {} q/k norm weights, the config has qk_norm = {}",
+            if l.q_norm.is_some() { "have" } else { "lack" },
+            c.qk_norm
+        );
+        for n in [l.q_norm, l.k_norm].into_iter().flatten() {
+            expect(n, &[c.head_dim])?;
+        }
         expect(l.attn_norm, &[d])?;
         expect(l.ffn_norm, &[d])?;
         expect(l.wq, &[q, d])?;
@@ -237,6 +246,15 @@ fn rmsnorm(x: &[f32], w: &[f32], eps: f64, out: &mut [f32]) {
     out.iter_mut()
         .zip(x.iter().zip(w))
         .for_each(|(o, (v, g))| *o = v * r * g);
+}
+
+/// Qwen3's q/k norm: each head's `hd` channels RMS-normalised, times a weight shared by all heads.
+fn head_rmsnorm(v: &mut [f32], hd: usize, w: &[f32], eps: f64) {
+    let mut n = vec![0.0; hd];
+    for head in v.chunks_exact_mut(hd) {
+        rmsnorm(head, w, eps, &mut n);
+        head.copy_from_slice(&n);
+    }
 }
 
 /// llama2.c pairing: channels (2i, 2i+1) of each head rotate together.
@@ -517,10 +535,16 @@ mod tests {
     /// A tiny GQA model with every tensor random (norms around 1, not 1) and weights large
     /// enough that attention is far from uniform, so a wrong cache position would show.
     fn model(seq: usize, tied: bool, seed: u64) -> (Config, Params) {
+        model_qk(seq, tied, false, seed)
+    }
+
+    /// [`model`] with or without Qwen3's q/k norm.
+    fn model_qk(seq: usize, tied: bool, qk_norm: bool, seed: u64) -> (Config, Params) {
         let mut c = Config::preset("tiny").unwrap();
         c.kv_heads = 2;
         c.seq = seq;
         c.tied = tied;
+        c.qk_norm = qk_norm;
         c.residual_scale = 0.7;
         let p = random_params(&c, seed);
         (c, p)
@@ -532,7 +556,8 @@ mod tests {
         let norms: Vec<usize> = p
             .layers
             .iter()
-            .flat_map(|l| [l.attn_norm, l.ffn_norm])
+            .flat_map(|l| [Some(l.attn_norm), Some(l.ffn_norm), l.q_norm, l.k_norm])
+            .flatten()
             .chain([p.final_norm])
             .collect();
         for (i, t) in p.tensors.iter_mut().enumerate() {
@@ -566,14 +591,14 @@ mod tests {
 
     #[test]
     fn cached_forward_matches_the_reference_at_every_position() {
-        for tied in [true, false] {
-            let (c, p) = model(64, tied, 1);
+        for (tied, qk) in [(true, false), (false, false), (true, true)] {
+            let (c, p) = model_qk(64, tied, qk, 1);
             let toks = tokens(c.seq, c.vocab, 2);
             let want = reference::logits(&c, &p, &toks);
             let mut g = Generator::new(&c, &p).unwrap();
             for (pos, &t) in toks.iter().enumerate() {
                 let got = g.step(t).unwrap();
-                assert_close(&got, &want[pos], &format!("tied {tied}, position {pos}"));
+                assert_close(&got, &want[pos], &format!("tied {tied}, qk {qk}, position {pos}"));
             }
             // Prefill computes the same state as stepping.
             let mut g2 = Generator::new(&c, &p).unwrap();
@@ -720,7 +745,8 @@ mod tests {
         assert!(err.contains("k_proj"), "{err}");
         let mut q = c.clone();
         q.qk_norm = true;
-        assert!(Generator::new(&q, &p).is_err());
+        let err = Generator::new(&q, &p).err().unwrap().to_string();
+        assert!(err.contains("lack q/k norm"), "{err}");
     }
 
     #[test]

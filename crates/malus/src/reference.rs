@@ -28,6 +28,14 @@ fn rope(v: &mut [f64], heads: usize, hd: usize, pos: usize, theta: f64) {
     }
 }
 
+/// Qwen3's q/k norm: an RMSNorm over each head's `hd` channels, one weight shared by all heads.
+fn head_rmsnorm(v: &mut [f64], hd: usize, w: &[f32], eps: f64) {
+    for head in v.chunks_exact_mut(hd) {
+        let n = rmsnorm(head, w, eps);
+        head.copy_from_slice(&n);
+    }
+}
+
 /// Logits `[seq][vocab]` for `tokens[..seq]`.
 pub fn logits(c: &Config, p: &Params, tokens: &[u32]) -> Vec<Vec<f64>> {
     let t = |i: usize| &p.tensors[i].data;
@@ -50,6 +58,10 @@ pub fn logits(c: &Config, p: &Params, tokens: &[u32]) -> Vec<Vec<f64>> {
             let n = rmsnorm(xs, t(l.attn_norm), c.norm_eps);
             let mut qs = matvec(t(l.wq), &n);
             let mut ks = matvec(t(l.wk), &n);
+            if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
+                head_rmsnorm(&mut qs, hd, t(qn), c.norm_eps);
+                head_rmsnorm(&mut ks, hd, t(kn), c.norm_eps);
+            }
             rope(&mut qs, c.heads, hd, s, c.rope_theta);
             rope(&mut ks, c.kv_heads, hd, s, c.rope_theta);
             q.push(qs);

@@ -85,8 +85,9 @@ fn check(c: &Config) {
         }
     }
     eprintln!(
-        "{}: loss {loss:.6}, worst relative gradient error {worst:.2e}",
-        if c.kv_heads < c.heads { "gqa" } else { "mha" }
+        "{}{}: loss {loss:.6}, worst relative gradient error {worst:.2e}",
+        if c.kv_heads < c.heads { "gqa" } else { "mha" },
+        if c.qk_norm { " + q/k norm" } else { "" }
     );
 }
 
@@ -106,11 +107,23 @@ fn gqa_untied_gradients_match_finite_differences() {
     check(&c);
 }
 
+/// Qwen3's per-head q/k RMSNorm (norm weights ≠ 1, GQA, head_dim ≠ dim / heads).
+#[test]
+fn qk_norm_gqa_gradients_match_finite_differences() {
+    let mut c = Config::preset("tiny").unwrap();
+    c.kv_heads = 2;
+    c.head_dim = 32;
+    c.qk_norm = true;
+    c.residual_scale = 0.9;
+    check(&c);
+}
+
 #[test]
 fn host_dw_placement_gives_the_same_gradients() {
     let mut c = Config::preset("tiny").unwrap();
     c.kv_heads = 2;
     c.residual_scale = 0.8;
+    c.qk_norm = true;
     let p = params(&c);
     let toks = tokens(&c, 8);
     let (_, dev) = device_grads(

@@ -1,7 +1,8 @@
 //! Agreement with PyTorch autograd: tests/fixtures/torch/make_fixture.py builds the same tiny
 //! GQA model in PyTorch (f64) and saves weights, tokens, loss and every gradient; the device step
-//! (f32 kernels on the CPU executor) must reproduce them. CI needs no PyTorch: the fixture is
-//! committed with the script that made it.
+//! (f32 kernels on the CPU executor) must reproduce them; `--qk-norm` makes the Qwen3 variant
+//! (per-head q/k RMSNorm before RoPE, as Hugging Face's Qwen3Attention). CI needs no PyTorch: the
+//! fixtures are committed with the script that made them.
 
 use std::path::PathBuf;
 
@@ -25,7 +26,18 @@ fn f32s(st: &SafeTensors, name: &str) -> Vec<f32> {
 
 #[test]
 fn device_step_matches_pytorch_autograd() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch/tiny_gqa.safetensors");
+    matches_fixture("tiny_gqa.safetensors", false);
+}
+
+#[test]
+fn qk_norm_step_matches_pytorch_autograd() {
+    matches_fixture("tiny_gqa_qknorm.safetensors", true);
+}
+
+fn matches_fixture(file: &str, qk_norm: bool) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torch")
+        .join(file);
     let bytes = std::fs::read(&path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let c = Config {
@@ -37,12 +49,19 @@ fn device_step_matches_pytorch_autograd() {
         head_dim: 32,
         vocab: 256,
         seq: 64,
+        qk_norm,
         ..Config::preset("tiny").unwrap()
     };
     let mut p = Params::zeros(&c);
     for t in p.tensors.iter_mut() {
         t.data = f32s(&st, &format!("param.{}", t.name));
     }
+    let in_fixture = st.names().iter().filter(|n| n.starts_with("param.")).count();
+    assert_eq!(
+        in_fixture,
+        p.tensors.len(),
+        "the fixture's parameters are the model's"
+    );
     let toks: Vec<u32> = st
         .tensor("tokens")
         .unwrap()

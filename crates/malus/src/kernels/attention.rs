@@ -1,20 +1,32 @@
-//! The attention block: forward (RMSNorm, QKV, RoPE, causal attention, output projection,
-//! residual), backward dx (recomputes the forward) and backward dW.
+//! The attention block: forward (RMSNorm, QKV, optional per-head q/k RMSNorm, RoPE, causal
+//! attention, output projection, residual), backward dx (recomputes the forward) and backward dW.
 //!
 //! RMSNorm weights are folded into the staged Wq/Wk/Wv (see `kernels` module docs), so the kernels
-//! only normalise.
+//! only normalise. Qwen3's q/k norm weights cannot be folded (RoPE follows them), so they travel
+//! in a block of their own (see [`NORM_BLOCK`]).
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use malus_mil::Var;
 
 use super::common::{Axis, Layout, Mil};
 use super::{Consts, KernelDef, Shape};
 
+/// Width of the q/k-norm weight block of the attention input: column 0 is the q_norm weight,
+/// column 1 the k_norm weight, each in rows `0..head_dim` (the rest is zero). Two columns would
+/// do; 32 keeps the input width a multiple of 32, which ANE surfaces need (lint
+/// `ane-width-align`).
+pub const NORM_BLOCK: usize = 32;
+
 /// The forward reads the backward's input layout (ignoring its gradient block), so one staged
 /// input per layer serves both kernels and weights are staged once per update:
-/// `wq` = W̃qᵀ (dim × q), `wk`/`wv` = W̃k/vᵀ (dim × kv), `wo` = Wo as is (dim × q).
-fn weight_blocks(s: &Shape) -> [(&'static str, usize); 4] {
-    [("wq", s.q), ("wk", s.kv), ("wv", s.kv), ("wo", s.q)]
+/// `wq` = W̃qᵀ (dim × q), `wk`/`wv` = W̃k/vᵀ (dim × kv), `wo` = Wo as is (dim × q), and with
+/// q/k norm `qk_norm` ([`norm_block`]).
+fn weight_blocks(s: &Shape) -> Vec<(&'static str, usize)> {
+    let mut b = vec![("wq", s.q), ("wk", s.kv), ("wv", s.kv), ("wo", s.q)];
+    if s.qk_norm {
+        b.push(("qk_norm", NORM_BLOCK));
+    }
+    b
 }
 
 pub fn backward_layout(s: &Shape) -> Layout {
@@ -23,20 +35,32 @@ pub fn backward_layout(s: &Shape) -> Layout {
     Layout::new(Axis::Spatial, s.dim, &b)
 }
 
-/// What the backward hands to the dW kernel (and to the host for `--dw host`).
+/// The staged `qk_norm` block, row-major `[dim, NORM_BLOCK]`.
+pub fn norm_block(s: &Shape, q_norm: &[f32], k_norm: &[f32]) -> Vec<f32> {
+    let mut b = vec![0.0f32; s.dim * NORM_BLOCK];
+    for (d, (q, k)) in q_norm.iter().zip(k_norm).enumerate() {
+        b[d * NORM_BLOCK] = *q;
+        b[d * NORM_BLOCK + 1] = *k;
+    }
+    b
+}
+
+/// What the backward hands to the dW kernel (and to the host for `--dw host`). With q/k norm,
+/// `gq`/`gk` are Σ_heads q̂ ⊙ ∂L/∂q_normed per token (`[hd, seq]`); their sum over tokens is the
+/// norm weights' gradient.
 pub fn backward_output_layout(s: &Shape) -> Layout {
-    Layout::new(
-        Axis::Channel,
-        s.seq,
-        &[
-            ("dx", s.dim),
-            ("xhat", s.dim),
-            ("dq", s.q),
-            ("dk", s.kv),
-            ("dv", s.kv),
-            ("o", s.q),
-        ],
-    )
+    let mut b = vec![
+        ("dx", s.dim),
+        ("xhat", s.dim),
+        ("dq", s.q),
+        ("dk", s.kv),
+        ("dv", s.kv),
+        ("o", s.q),
+    ];
+    if s.qk_norm {
+        b.extend([("gq", s.head_dim), ("gk", s.head_dim)]);
+    }
+    Layout::new(Axis::Channel, s.seq, &b)
 }
 
 /// The dW kernel's input: the backward output with `dx` replaced by the incoming `dx2`.
@@ -46,13 +70,63 @@ pub fn dw_layout(s: &Shape) -> Layout {
     l
 }
 
-/// dW̃q (q × dim), dW̃k, dW̃v (kv × dim), dWoᵀ (q × dim).
+/// dW̃q (q × dim), dW̃k, dW̃v (kv × dim), dWoᵀ (q × dim); with q/k norm one row each for the
+/// q_norm and k_norm weight gradients (the first `head_dim` of `dim` columns).
 pub fn dw_output_layout(s: &Shape) -> Layout {
-    Layout::new(
-        Axis::Channel,
-        s.dim,
-        &[("dwq", s.q), ("dwk", s.kv), ("dwv", s.kv), ("dwo_t", s.q)],
-    )
+    let mut b = vec![("dwq", s.q), ("dwk", s.kv), ("dwv", s.kv), ("dwo_t", s.q)];
+    if s.qk_norm {
+        b.extend([("dq_norm", 1), ("dk_norm", 1)]);
+    }
+    Layout::new(Axis::Channel, s.dim, &b)
+}
+
+/// One per-head RMSNorm (q or k) as the backward needs it: `[heads, hd, 1, S]` normalised
+/// values, their inverse RMS and the `[1, hd, 1, 1]` weight.
+struct HeadNorm {
+    heads: usize,
+    hat: Var,
+    r: Var,
+    w: Var,
+}
+
+/// The q_norm and k_norm weights `[1, hd, 1, 1]`, cut from the input's `qk_norm` block.
+fn norm_weights(m: &mut Mil, x: &Var, inl: &Layout, s: &Shape) -> Result<Option<[Var; 2]>> {
+    if !s.qk_norm {
+        return Ok(None);
+    }
+    let off = inl.slot("qk_norm")?.offset as i64;
+    let hd = s.head_dim as i64;
+    let mut cut = |col: i64| {
+        m.b.slice_by_size(x, &[0, 0, 0, off + col], &[1, hd, 1, 1])
+            .map_err(|e| anyhow!("{e}"))
+    };
+    Ok(Some([cut(0)?, cut(1)?]))
+}
+
+/// RMSNorm over each head's `hd` channels of `[1, heads·hd, 1, S]`, times a weight shared by
+/// all heads (Hugging Face Qwen3's q_norm/k_norm).
+fn head_norm(m: &mut Mil, s: &Shape, x: &Var, heads: usize, w: Var) -> Result<(Var, HeadNorm)> {
+    let x4 = m.reshape(x, &[heads, s.head_dim, 1, s.seq])?;
+    let (hat, r) = m.rms_hat(&x4, s.eps)?;
+    let y = m.mul(&hat, &w)?;
+    let y = m.reshape(&y, &[1, heads * s.head_dim, 1, s.seq])?;
+    Ok((y, HeadNorm { heads, hat, r, w }))
+}
+
+/// Backward of [`head_norm`]: `(dx, Σ_heads x̂ ⊙ dy)`, the second `[1, hd, 1, S]` (the weight
+/// gradient before its sum over tokens).
+fn head_norm_backward(m: &mut Mil, s: &Shape, n: &HeadNorm, dy: &Var) -> Result<(Var, Var)> {
+    let (h, hd, seq) = (n.heads, s.head_dim, s.seq);
+    let dy4 = m.reshape(dy, &[h, hd, 1, seq])?;
+    let p = m.mul(&n.hat, &dy4)?;
+    // Heads onto the channel axis, so the sum over heads is a channel reduction.
+    let p = m.reshape(&p, &[1, h, hd, seq])?;
+    let gw = m.channel_sum(&p)?;
+    let gw = m.reshape(&gw, &[1, hd, 1, seq])?;
+    let dhat = m.mul(&dy4, &n.w)?;
+    let dx = m.rms_hat_backward(&n.hat, &n.r, &dhat)?;
+    let dx = m.reshape(&dx, &[1, h * hd, 1, seq])?;
+    Ok((dx, gw))
 }
 
 /// Forward intermediates the backward recomputes.
@@ -64,13 +138,30 @@ struct Fwd {
     vt: Var,
     p: Var,
     o: Var,
+    /// q and k norms, with q/k norm.
+    norms: Option<[HeadNorm; 2]>,
 }
 
-fn forward_body(m: &mut Mil, s: &Shape, k: &mut Consts, x: &Var, w: [&Var; 3]) -> Result<Fwd> {
+fn forward_body(
+    m: &mut Mil,
+    s: &Shape,
+    k: &mut Consts,
+    x: &Var,
+    w: [&Var; 3],
+    norm_w: Option<[Var; 2]>,
+) -> Result<Fwd> {
     let (xhat, r) = m.rms_hat(x, s.eps)?;
     let q = m.matmul(w[0], &xhat, true, false)?;
     let kk = m.matmul(w[1], &xhat, true, false)?;
     let v = m.matmul(w[2], &xhat, true, false)?;
+    let (q, kk, norms) = match norm_w {
+        Some([wq, wk]) => {
+            let (q, nq) = head_norm(m, s, &q, s.heads, wq)?;
+            let (kk, nk) = head_norm(m, s, &kk, s.kv_heads, wk)?;
+            (q, kk, Some([nq, nk]))
+        }
+        None => (q, kk, None),
+    };
     let cos = k.cos(m)?;
     let sin = k.sin(m)?;
     let qr = m.rope(&q, s.heads, s.head_dim, &cos, &sin, false)?;
@@ -101,10 +192,12 @@ fn forward_body(m: &mut Mil, s: &Shape, k: &mut Consts, x: &Var, w: [&Var; 3]) -
         vt,
         p,
         o,
+        norms,
     })
 }
 
-/// `x2 = x + α·Wo·Attn(RoPE(W̃q x̂), RoPE(W̃k x̂), W̃v x̂)`.
+/// `x2 = x + α·Wo·Attn(RoPE(W̃q x̂), RoPE(W̃k x̂), W̃v x̂)`, with each head of W̃q x̂ and W̃k x̂
+/// RMS-normalised (times its weight) before RoPE under q/k norm.
 pub fn forward(s: &Shape) -> Result<KernelDef> {
     let inl = backward_layout(s);
     let mut m = Mil::new(s.dtype);
@@ -113,7 +206,8 @@ pub fn forward(s: &Shape) -> Result<KernelDef> {
     let xa = m.block(&x, &inl, "x")?;
     let [wq, wk, wv, wo] = ["wq", "wk", "wv", "wo"].map(|n| m.block(&x, &inl, n));
     let (wq, wk, wv, wo) = (wq?, wk?, wv?, wo?);
-    let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv])?;
+    let nw = norm_weights(&mut m, &x, &inl, s)?;
+    let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv], nw)?;
     let y = m.matmul(&wo, &f.o, false, false)?;
     let x2 = m.residual(&xa, &y, s.alpha)?;
     let out = m.output(&[&x2])?;
@@ -131,7 +225,8 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     let xa = m.block(&x, &inl, "x")?;
     let [wq, wk, wv, wo] = ["wq", "wk", "wv", "wo"].map(|n| m.block(&x, &inl, n));
     let (wq, wk, wv, wo) = (wq?, wk?, wv?, wo?);
-    let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv])?;
+    let nw = norm_weights(&mut m, &x, &inl, s)?;
+    let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv], nw)?;
     let e = |e: malus_mil::InferError| anyhow::anyhow!("{e}");
     // do = α·Woᵀ·dx2
     let do_ = m.matmul(&wo, &dx2, true, false)?;
@@ -159,6 +254,16 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     let sin = k.sin(&mut m)?;
     let dq = m.rope(&dq, s.heads, s.head_dim, &cos, &sin, true)?;
     let dk = m.rope(&dk, s.kv_heads, s.head_dim, &cos, &sin, true)?;
+    let mut taps = Vec::new();
+    let (dq, dk) = match &f.norms {
+        Some([nq, nk]) => {
+            let (dq, gq) = head_norm_backward(&mut m, s, nq, &dq)?;
+            let (dk, gk) = head_norm_backward(&mut m, s, nk, &dk)?;
+            taps.extend([gq, gk]);
+            (dq, dk)
+        }
+        None => (dq, dk),
+    };
     let a = m.matmul(&wq, &dq, false, false)?;
     let b = m.matmul(&wk, &dk, false, false)?;
     let c = m.matmul(&wv, &dv, false, false)?;
@@ -166,7 +271,9 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     let dxhat = m.add(&ab, &c)?;
     let dnorm = m.rms_hat_backward(&f.xhat, &f.r, &dxhat)?;
     let dx = m.add(&dx2, &dnorm)?;
-    let out = m.output(&[&dx, &f.xhat, &dq, &dk, &dv, &f.o])?;
+    let mut parts = vec![&dx, &f.xhat, &dq, &dk, &dv, &f.o];
+    parts.extend(taps.iter());
+    let out = m.output(&parts)?;
     KernelDef::new(
         "attn_bwd",
         m.finish(&out),
@@ -176,10 +283,12 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     )
 }
 
-/// Weight gradients, each a matmul contracting over tokens.
+/// Weight gradients, each a matmul contracting over tokens; the q/k norm weight gradients are
+/// the taps summed over tokens, laid out as `dim`-wide rows by a constant padding matmul.
 pub fn dw(s: &Shape) -> Result<KernelDef> {
     let inl = dw_layout(s);
     let mut m = Mil::new(s.dtype);
+    let mut k = Consts::new(s);
     let x = m.input(&inl);
     let [dx2, xhat, dq, dk, dv, o] = ["dx2", "xhat", "dq", "dk", "dv", "o"].map(|n| m.block(&x, &inl, n));
     let (dx2, xhat, dq, dk, dv, o) = (dx2?, xhat?, dq?, dk?, dv?, o?);
@@ -188,11 +297,22 @@ pub fn dw(s: &Shape) -> Result<KernelDef> {
     let dwv = m.matmul(&dv, &xhat, false, true)?;
     let dwo_t = m.matmul(&o, &dx2, false, true)?;
     let dwo_t = m.scale(&dwo_t, s.alpha)?;
-    let out = m.output(&[&dwq, &dwk, &dwv, &dwo_t])?;
+    let mut rows = Vec::new();
+    if s.qk_norm {
+        let pad = k.head_pad(&mut m)?;
+        for tap in ["gq", "gk"] {
+            let g = m.block(&x, &inl, tap)?;
+            let g = m.b.reduce_sum(&g, &[3], true).map_err(|e| anyhow!("{e}"))?;
+            rows.push(m.matmul(&g, &pad, true, false)?);
+        }
+    }
+    let mut parts = vec![&dwq, &dwk, &dwv, &dwo_t];
+    parts.extend(rows.iter());
+    let out = m.output(&parts)?;
     KernelDef::new(
         "attn_dw",
         m.finish(&out),
-        Default::default(),
+        k.into_weights(),
         inl,
         dw_output_layout(s),
     )

@@ -288,16 +288,16 @@ impl Mil {
     }
 
     /// Repeats each of `kv` heads `group` times (query head h uses kv head ⌊h/group⌋, as in
-    /// Hugging Face): `[1, kv·hd, 1, S]` → `[1, kv·group·hd, 1, S]`.
+    /// Hugging Face): `[1, kv·hd, 1, S]` → `[1, kv·group·hd, 1, S]`. Heads go on the batch axis
+    /// and `[hd, S]` stays on the inner two, so no axis exceeds the extent cap (`hd·S` would).
     pub fn repeat_kv(&mut self, x: &Var, kv: usize, group: usize) -> V {
         if group == 1 {
             return Ok(x.clone());
         }
         let s = x.shape();
-        let per = s[1] / kv * s[3];
-        let v = self.reshape(x, &[1, kv, 1, per])?;
+        let v = self.reshape(x, &[kv, 1, s[1] / kv, s[3]])?;
         let copies: Vec<&Var> = vec![&v; group];
-        let t = self.b.concat(&copies, 2).map_err(e)?;
+        let t = self.b.concat(&copies, 1).map_err(e)?;
         self.reshape(&t, &[1, s[1] * group, 1, s[3]])
     }
 
@@ -307,9 +307,8 @@ impl Mil {
             return Ok(x.clone());
         }
         let s = x.shape();
-        let per = s[1] / (kv * group) * s[3];
-        let v = self.reshape(x, &[1, kv, group, per])?;
-        let r = self.b.reduce_sum(&v, &[2], true).map_err(e)?;
+        let v = self.reshape(x, &[kv, group, s[1] / (kv * group), s[3]])?;
+        let r = self.b.reduce_sum(&v, &[1], true).map_err(e)?;
         self.reshape(&r, &[1, s[1] / group, 1, s[3]])
     }
 

@@ -6,6 +6,8 @@
 //!   (ane-facts.md B.5), so kernels compile once and are shared by every layer.
 //! - RMSNorm weights are folded into the staged matrices that follow them (W̃ = W·diag(w)); the
 //!   kernels only normalise, and the host turns dW̃ into dW and dw once per optimizer step.
+//!   Qwen3's per-head q/k norm weights cannot be folded (RoPE sits between them and the
+//!   scores), so they travel as two columns of the attention input instead.
 //! - Backward kernels recompute their block's forward from its input (one activation tap per
 //!   block), which keeps the step's host↔device traffic small.
 
@@ -41,6 +43,8 @@ pub struct Shape {
     pub eps: f64,
     pub alpha: f64,
     pub theta: f64,
+    /// Qwen3's per-head RMSNorm of q and k before RoPE (weights packed in the attention input).
+    pub qk_norm: bool,
     pub dtype: DType,
 }
 
@@ -51,8 +55,11 @@ impl Shape {
     pub fn new(c: &Config, dtype: DType) -> Result<Shape> {
         c.validate()?;
         ensure!(
-            !c.qk_norm,
-            "per-head q/k RMSNorm (Qwen3) is not yet in the kernel plan"
+            !c.qk_norm || c.head_dim <= c.dim,
+            "per-head q/k RMSNorm needs head_dim ({}) ≤ dim ({}): its weights travel as columns of \
+             the attention input, which has dim channels",
+            c.head_dim,
+            c.dim
         );
         let max_chunk = (MAX_EXTENT - c.seq) / 32 * 32;
         ensure!(
@@ -77,13 +84,14 @@ impl Shape {
             eps: c.norm_eps,
             alpha: c.residual_scale,
             theta: c.rope_theta,
+            qk_norm: c.qk_norm,
             dtype,
         })
     }
 }
 
-/// Constant tables baked into kernels as blob constants (they never change): RoPE cos/sin and
-/// the causal mask.
+/// Constant tables baked into kernels as blob constants (they never change): RoPE cos/sin, the
+/// causal mask and the head-dim padding matrix.
 pub struct Consts<'s> {
     s: &'s Shape,
     weights: Weights,
@@ -159,6 +167,13 @@ impl<'s> Consts<'s> {
             .map(|k| self.angle(k / dims[3], k % dims[3]).sin())
             .collect();
         self.table(m, "sin", &dims, |i| t[i[1] * dims[3] + i[3]])
+    }
+
+    /// `[1, hd, 1, dim]`: the identity padded with zero columns; `vᵀ·E` lays a head-dim vector
+    /// out as a `dim`-wide row (the q/k-norm weight gradient in the dW output).
+    pub fn head_pad(&mut self, m: &mut Mil) -> Result<malus_mil::Var> {
+        let dims = [1, self.s.head_dim, 1, self.s.dim];
+        self.table(m, "head_pad", &dims, |i| if i[1] == i[3] { 1.0 } else { 0.0 })
     }
 
     /// `[1, 1, S, S]`: 0 where key ≤ query, [`MASK_NEG`] above the diagonal.

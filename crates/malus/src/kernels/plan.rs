@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn every_preset_plans_without_lint_errors() {
-        for name in ["tiny", "stories15m", "stories110m"] {
+        for name in ["tiny", "stories15m", "stories110m", "qwen3-0.6b"] {
             let c = Config::preset(name).unwrap();
             let p =
                 Plan::new(&c, DType::Fp16, DwPlacement::Device).unwrap_or_else(|e| panic!("{name}: {e:#}"));

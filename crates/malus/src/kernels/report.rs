@@ -7,7 +7,7 @@ use super::KernelDef;
 use super::plan::{DwPlacement, Plan};
 
 /// Input blocks that hold staged weights (written once per optimizer step, not per call).
-const WEIGHT_BLOCKS: [&str; 8] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3", "e"];
+const WEIGHT_BLOCKS: [&str; 9] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3", "e", "qk_norm"];
 
 /// One kernel's line of the report.
 #[derive(Clone, Debug)]
@@ -78,7 +78,19 @@ impl Report {
         let (v, d, sq) = (s.vocab as u64, s.dim as u64, s.seq as u64);
         let vpad = (s.vocab_chunks * s.vocab_chunk) as u64;
         let layer_w = (2 * s.q + 2 * s.kv) as u64 * d + 3 * d * s.hidden as u64;
-        let dw_elems = c.layers as u64 * layer_w + vpad * d;
+        // q/k norm: two `dim`-wide gradient rows per layer from `attn_dw`, or on the host the
+        // sum over tokens of the two `[head_dim, seq]` taps.
+        let (qk_dw, qk_staged) = if s.qk_norm {
+            let row = if plan.dw == DwPlacement::Device {
+                d
+            } else {
+                s.head_dim as u64
+            };
+            (2 * row, d * super::attention::NORM_BLOCK as u64)
+        } else {
+            (0, 0)
+        };
+        let dw_elems = c.layers as u64 * (layer_w + qk_dw) + vpad * d;
         let mut host = vec![
             ("softmax cross-entropy (≈5 flops/logit)", 5 * v * sq),
             ("loss-scale dlogits", v * sq),
@@ -90,7 +102,13 @@ impl Report {
             ("embedding scatter-add", d * sq),
         ];
         if plan.dw == DwPlacement::Host {
-            host.push(("dW matmuls (--dw host)", 2 * sq * dw_elems));
+            let qk_sums = if s.qk_norm {
+                c.layers as u64 * 2 * s.head_dim as u64 * sq
+            } else {
+                0
+            };
+            let gemm = 2 * sq * (c.layers as u64 * layer_w + vpad * d);
+            host.push(("dW matmuls (--dw host)", gemm + qk_sums));
         }
         // Conversions: first activations in, logits out, dlogits in (bwd and dW), dx̂ in, dW out,
         // final dx out.
@@ -102,7 +120,7 @@ impl Report {
             .sum();
         let params = c.num_params();
         let norm_unfold = 2 * (c.layers as u64 * layer_w + v * d);
-        let staged_weight_elems = c.layers as u64 * layer_w + 2 * vpad * d;
+        let staged_weight_elems = c.layers as u64 * (layer_w + qk_staged) + 2 * vpad * d;
         Report {
             model: model.to_string(),
             dw: plan.dw,
@@ -206,5 +224,24 @@ mod tests {
         assert_eq!(r.dispatches, 12 * 4 + 12 * 2 + 3 * 2 + 1);
         let host = Plan::new(&c, DType::Fp16, DwPlacement::Host).unwrap();
         assert!(Report::new(&host, "x").host_flops() > 40_000_000_000);
+    }
+
+    /// The update's re-staging count is the weight blocks the kernels read (forward inputs are
+    /// shared with the backward; the classifier's two orientations are staged separately),
+    /// including Qwen3's q/k-norm block.
+    #[test]
+    fn staged_weights_are_the_kernels_weight_blocks() {
+        for name in ["stories15m", "qwen3-0.6b"] {
+            let c = Config::preset(name).unwrap();
+            let plan = Plan::new(&c, DType::Fp16, DwPlacement::Host).unwrap();
+            let r = Report::new(&plan, name);
+            let staged: u64 = r
+                .kernels
+                .iter()
+                .filter(|k| ["attn_fwd", "ffn_fwd", "cls_fwd", "cls_bwd"].contains(&k.name))
+                .map(|k| (k.calls * k.weights) as u64)
+                .sum();
+            assert_eq!(staged, r.staged_weight_elems, "{name}");
+        }
     }
 }

@@ -22,6 +22,9 @@ pub struct LayerIds {
     pub wk: usize,
     pub wv: usize,
     pub wo: usize,
+    /// Qwen3's per-head q/k RMSNorm weights `[head_dim]`, when the config has `qk_norm`.
+    pub q_norm: Option<usize>,
+    pub k_norm: Option<usize>,
     pub ffn_norm: usize,
     pub w1: usize,
     pub w2: usize,
@@ -62,6 +65,12 @@ impl Params {
                 wk: add(p("self_attn.k_proj.weight"), vec![c.kv_dim(), c.dim]),
                 wv: add(p("self_attn.v_proj.weight"), vec![c.kv_dim(), c.dim]),
                 wo: add(p("self_attn.o_proj.weight"), vec![c.dim, c.q_dim()]),
+                q_norm: c
+                    .qk_norm
+                    .then(|| add(p("self_attn.q_norm.weight"), vec![c.head_dim])),
+                k_norm: c
+                    .qk_norm
+                    .then(|| add(p("self_attn.k_norm.weight"), vec![c.head_dim])),
                 ffn_norm: add(p("post_attention_layernorm.weight"), vec![c.dim]),
                 w1: add(p("mlp.gate_proj.weight"), vec![c.hidden, c.dim]),
                 w2: add(p("mlp.down_proj.weight"), vec![c.dim, c.hidden]),
@@ -100,6 +109,9 @@ impl Params {
             fill(&mut p.tensors[l.w3], 1.0 / (c.hidden as f64).sqrt(), &mut rng);
             p.tensors[l.attn_norm].data.fill(1.0);
             p.tensors[l.ffn_norm].data.fill(1.0);
+            for n in [l.q_norm, l.k_norm].into_iter().flatten() {
+                p.tensors[n].data.fill(1.0);
+            }
         }
         p.tensors[p.final_norm].data.fill(1.0);
         if let Some(cls) = p.cls {
@@ -163,5 +175,20 @@ mod tests {
         assert_eq!(Params::init(&c, 7), p);
         assert_ne!(Params::init(&c, 8), p);
         assert!(p.get("model.layers.1.mlp.up_proj.weight").is_ok());
+        assert!(p.get("model.layers.0.self_attn.q_norm.weight").is_err());
+    }
+
+    #[test]
+    fn qk_norm_adds_two_head_dim_vectors_per_layer() {
+        let mut c = Config::preset("tiny").unwrap();
+        c.qk_norm = true;
+        c.head_dim = 32;
+        let p = Params::init(&c, 7);
+        assert_eq!(p.num_params(), c.num_params());
+        for name in ["q_norm", "k_norm"] {
+            let t = p.get(&format!("model.layers.1.self_attn.{name}.weight")).unwrap();
+            assert_eq!(t.shape, vec![32]);
+            assert!(t.data.iter().all(|&v| v == 1.0));
+        }
     }
 }

@@ -18,6 +18,9 @@ pub struct LayerAcc {
     /// dW̃1ᵀ and dW̃3ᵀ `[dim, hidden]`.
     pub w1_t: Vec<f32>,
     pub w3_t: Vec<f32>,
+    /// With q/k norm, the q_norm then the k_norm weight gradient as `dim`-wide rows (the first
+    /// `head_dim` entries used), as `attn_dw` emits them; empty otherwise.
+    pub qk_norm: Vec<f32>,
 }
 
 /// All accumulators of a model.
@@ -43,6 +46,7 @@ impl Accum {
                     w2: z(s.dim * s.hidden),
                     w1_t: z(s.dim * s.hidden),
                     w3_t: z(s.dim * s.hidden),
+                    qk_norm: z(if s.qk_norm { 2 * s.dim } else { 0 }),
                 })
                 .collect(),
             cls: z(s.vocab_chunks * s.vocab_chunk * s.dim),
@@ -60,6 +64,7 @@ impl Accum {
                 &mut l.w2,
                 &mut l.w1_t,
                 &mut l.w3_t,
+                &mut l.qk_norm,
             ] {
                 v.fill(0.0);
             }
@@ -96,6 +101,13 @@ impl Accum {
                 unfold_rows(&p.tensors[wi].data, &rows, w, &mut g.tensors[wi].data, &mut dw, k);
             }
             g.tensors[l.ffn_norm].data.copy_from_slice(&dw);
+            if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
+                let dim = acc.qk_norm.len() / 2;
+                for (ti, row) in [(qn, &acc.qk_norm[..dim]), (kn, &acc.qk_norm[dim..])] {
+                    let out = &mut g.tensors[ti].data;
+                    out.iter_mut().zip(row).for_each(|(d, a)| *d = a * k);
+                }
+            }
         }
         let cls = p.classifier();
         let w = &p.tensors[p.final_norm].data;

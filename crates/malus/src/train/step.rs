@@ -143,6 +143,10 @@ impl Step {
                 self.attn_in[l].write_block(li, name, &fold_transpose(t(id), w))?;
             }
             self.attn_in[l].write_block(li, "wo", t(ids.wo))?;
+            if let (Some(qn), Some(kn)) = (ids.q_norm, ids.k_norm) {
+                let b = crate::kernels::attention::norm_block(s, t(qn), t(kn));
+                self.attn_in[l].write_block(li, "qk_norm", &b)?;
+            }
             let lf = &self.ffn_bwd.input;
             let w = t(ids.ffn_norm);
             self.ffn_in[l].write_block(lf, "w1", &fold_transpose(t(ids.w1), w))?;
@@ -321,6 +325,11 @@ impl Step {
                 accumulate(&k.out, &k.output, "dwk", &mut acc.wk, &mut self.scratch)?;
                 accumulate(&k.out, &k.output, "dwv", &mut acc.wv, &mut self.scratch)?;
                 accumulate(&k.out, &k.output, "dwo_t", &mut acc.wo_t, &mut self.scratch)?;
+                if s.qk_norm {
+                    let (q, k_) = acc.qk_norm.split_at_mut(s.dim);
+                    accumulate(&k.out, &k.output, "dq_norm", q, &mut self.scratch)?;
+                    accumulate(&k.out, &k.output, "dk_norm", k_, &mut self.scratch)?;
+                }
             } else {
                 let lo = &self.attn_bwd.output;
                 let xhat = block(out, lo, "xhat")?;
@@ -330,6 +339,13 @@ impl Step {
                 accumulate_nt(&mut acc.wk, &block(out, lo, "dk")?, &xhat, s.seq, 1.0);
                 accumulate_nt(&mut acc.wv, &block(out, lo, "dv")?, &xhat, s.seq, 1.0);
                 accumulate_nt(&mut acc.wo_t, &block(out, lo, "o")?, &dx2, s.seq, s.alpha as f32);
+                if s.qk_norm {
+                    // Σ over tokens of the taps (O(head_dim·seq)): a product with a ones column.
+                    let ones = vec![1.0f32; s.seq];
+                    let (q, k) = acc.qk_norm.split_at_mut(s.dim);
+                    accumulate_nt(&mut q[..s.head_dim], &block(out, lo, "gq")?, &ones, s.seq, 1.0);
+                    accumulate_nt(&mut k[..s.head_dim], &block(out, lo, "gk")?, &ones, s.seq, 1.0);
+                }
             }
             if l > 0 {
                 out.copy_block(&self.attn_bwd.output, "dx", &mut self.ffn_in[l - 1], &lf, "dy")?;
