@@ -38,8 +38,8 @@ fn main() -> anyhow::Result<()> {
         let loss = model.forward(&params, batch)?; // forward → loss
         model.backward(1.0)?; // backward (loss scale 1)
         let grads = model.take_grads(&params, 1.0);
-        opt.step(&mut params, &grads, 3e-3); // optimizer step on f32 master weights
-        model.stage(&params)?; // re-stage the updated weights into the kernel inputs
+        let changed = opt.step(&mut params, &grads, 3e-3); // optimizer step on f32 master weights
+        model.restage(&params, &changed)?; // re-stage the changed weights into the kernel inputs
         if i % 10 == 0 {
             println!("batch {i:>3}  loss {loss:.3}");
         }

@@ -70,8 +70,10 @@ impl Optimizer {
         }
     }
 
-    /// Applies one update with learning rate `lr`.
-    pub fn step(&mut self, p: &mut Params, g: &Params, lr: f32) {
+    /// Applies one update with learning rate `lr`. Returns, per parameter tensor, whether any
+    /// of its values changed, so only those are re-staged into kernel inputs.
+    pub fn step(&mut self, p: &mut Params, g: &Params, lr: f32) -> Vec<bool> {
+        let mut changed = vec![false; p.tensors.len()];
         match self {
             Optimizer::AdamW { cfg, step, m, v } => {
                 *step += 1;
@@ -89,7 +91,9 @@ impl Optimizer {
                         *vi = cfg.beta2 * *vi + (1.0 - cfg.beta2) * gr * gr;
                         let mh = *mi / b1c;
                         let vh = *vi / b2c;
+                        let old = *w;
                         *w -= lr * (mh / (vh.sqrt() + cfg.eps) + wd * *w);
+                        changed[i] |= *w != old;
                     }
                 }
             }
@@ -102,11 +106,14 @@ impl Optimizer {
                     let wd = if t.shape.len() >= 2 { *weight_decay } else { 0.0 };
                     for ((w, &gr), b) in t.data.iter_mut().zip(&gt.data).zip(buf[i].iter_mut()) {
                         *b = *momentum * *b + gr;
+                        let old = *w;
                         *w -= lr * (*b + wd * *w);
+                        changed[i] |= *w != old;
                     }
                 }
             }
         }
+        changed
     }
 }
 
@@ -226,6 +233,22 @@ mod tests {
         // m̂ = g, v̂ = g² → update = lr·(1 + wd·w) for the matrix, lr·1 for the vector.
         assert!((p.tensors[0].data[0] - (1.0 - 0.01 * (1.0 + 0.1))).abs() < 1e-6);
         assert!((p.tensors[1].data[0] - 0.99).abs() < 1e-6);
+    }
+
+    #[test]
+    fn step_reports_which_tensors_changed() {
+        let mut p = one(1.0);
+        let mut g = one(0.5);
+        g.tensors[1].data = vec![0.0];
+        // SGD without decay: a zero gradient leaves the tensor as it was.
+        let mut o = Optimizer::sgd(&p, 0.0, 0.0);
+        assert_eq!(o.step(&mut p, &g, 0.1), [true, false]);
+        assert_eq!(p.tensors[1].data, [1.0]);
+        // AdamW: the first moment keeps moving a tensor after its gradient falls to zero.
+        let mut o = Optimizer::adamw(&p, AdamWConfig::default());
+        assert_eq!(o.step(&mut p, &g, 0.1), [true, false]);
+        g.tensors[0].data = vec![0.0];
+        assert_eq!(o.step(&mut p, &g, 0.1), [true, false]);
     }
 
     #[test]

@@ -131,27 +131,54 @@ impl Step {
         Ok(step)
     }
 
-    /// Writes every weight into the kernel inputs (after initialisation or an optimizer step),
-    /// folding each RMSNorm weight into the matrices that follow it.
+    /// Writes every weight into the kernel inputs (after initialisation or loading), folding
+    /// each RMSNorm weight into the matrices that follow it.
     pub fn stage(&mut self, p: &Params) -> Result<()> {
+        self.restage(p, &vec![true; p.tensors.len()])
+    }
+
+    /// Re-stages, after an optimizer step, only the blocks whose tensors changed (`changed[i]`
+    /// for `p.tensors[i]`, as [`crate::train::optim::Optimizer::step`] reports): a block is
+    /// rewritten when its matrix or the norm weight folded into it changed.
+    pub fn restage(&mut self, p: &Params, changed: &[bool]) -> Result<()> {
+        ensure!(
+            changed.len() == p.tensors.len(),
+            "restage: {} change flags for {} tensors",
+            changed.len(),
+            p.tensors.len()
+        );
         let s = &self.shape;
+        let t = |i: usize| &p.tensors[i].data;
         for (l, ids) in p.layers.iter().enumerate() {
-            let t = |i: usize| &p.tensors[i].data;
             let li = &self.attn_bwd.input;
             let w = t(ids.attn_norm);
             for (name, id) in [("wq", ids.wq), ("wk", ids.wk), ("wv", ids.wv)] {
-                self.attn_in[l].write_block(li, name, &fold_transpose(t(id), w))?;
+                if changed[id] || changed[ids.attn_norm] {
+                    self.attn_in[l].write_block(li, name, &fold_transpose(t(id), w))?;
+                }
             }
-            self.attn_in[l].write_block(li, "wo", t(ids.wo))?;
-            if let (Some(qn), Some(kn)) = (ids.q_norm, ids.k_norm) {
+            if changed[ids.wo] {
+                self.attn_in[l].write_block(li, "wo", t(ids.wo))?;
+            }
+            if let (Some(qn), Some(kn)) = (ids.q_norm, ids.k_norm)
+                && (changed[qn] || changed[kn])
+            {
                 let b = crate::kernels::attention::norm_block(s, t(qn), t(kn));
                 self.attn_in[l].write_block(li, "qk_norm", &b)?;
             }
             let lf = &self.ffn_bwd.input;
             let w = t(ids.ffn_norm);
-            self.ffn_in[l].write_block(lf, "w1", &fold_transpose(t(ids.w1), w))?;
-            self.ffn_in[l].write_block(lf, "w3", &fold_transpose(t(ids.w3), w))?;
-            self.ffn_in[l].write_block(lf, "w2", t(ids.w2))?;
+            for (name, id) in [("w1", ids.w1), ("w3", ids.w3)] {
+                if changed[id] || changed[ids.ffn_norm] {
+                    self.ffn_in[l].write_block(lf, name, &fold_transpose(t(id), w))?;
+                }
+            }
+            if changed[ids.w2] {
+                self.ffn_in[l].write_block(lf, "w2", t(ids.w2))?;
+            }
+        }
+        if !(changed[p.classifier()] || changed[p.final_norm]) {
+            return Ok(());
         }
         let cls = &p.tensors[p.classifier()].data;
         let w = &p.tensors[p.final_norm].data;

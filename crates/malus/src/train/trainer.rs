@@ -264,8 +264,8 @@ impl Trainer {
         let mut grad_norm = f64::NAN;
         if apply {
             grad_norm = clip(&mut grads, self.settings.clip);
-            self.opt.step(&mut self.params, &grads, lr as f32);
-            self.step.stage(&self.params)?;
+            let changed = self.opt.step(&mut self.params, &grads, lr as f32);
+            self.step.restage(&self.params, &changed)?;
         }
         self.step_no += 1;
         let dt = t0.elapsed().as_secs_f64();
