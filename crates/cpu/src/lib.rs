@@ -30,6 +30,12 @@ pub use kernel::{CpuKernel, StepTime};
 pub use kernels::matmul::gemm_f32_row_major;
 pub use plan::PlanStats;
 
+/// Softmax of one row in place with the executor's vectorised `exp` (AVX2+FMA where the CPU
+/// has it); returns the row's log-sum-exp. For host-side losses over the device's logits.
+pub fn softmax_in_place(row: &mut [f32]) -> f32 {
+    kernels::reduce::softmax_row_in_place(row)
+}
+
 use crate::io::IoBuf;
 use crate::layout::Class;
 use crate::storage::Ctx;

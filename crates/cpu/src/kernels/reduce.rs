@@ -145,7 +145,9 @@ pub(crate) fn softmax(sm: &Softmax, st: &mut Storage, ctx: &Ctx) {
                     let rows = (4096 / block).max(1) * block;
                     for (k, sub) in chunk.chunks_mut(rows).enumerate() {
                         fused::eval(f, st, sub, first * block + k * rows, ctx, &mut regs);
-                        sub.chunks_mut(block).for_each(softmax_row_in_place);
+                        sub.chunks_mut(block).for_each(|r| {
+                            softmax_row_in_place(r);
+                        });
                     }
                 }
                 None => {
@@ -207,15 +209,18 @@ fn exp_sum(x: &[f32], d: &mut [f32], m: f32) -> f32 {
 }
 
 multiversion! {
-fn softmax_row_in_place(d: &mut [f32]) {
+/// Softmax of one row in place; returns the row's log-sum-exp (for a cross-entropy).
+pub(crate) fn softmax_row_in_place(d: &mut [f32]) -> f32 {
     let m = max_of(d);
     for v in d.iter_mut() {
         *v = exp(*v - m);
     }
-    let inv = 1.0 / sum_of(d);
+    let sum = sum_of(d);
+    let inv = 1.0 / sum;
     for v in d.iter_mut() {
         *v *= inv;
     }
+    m + sum.ln()
 }
 }
 

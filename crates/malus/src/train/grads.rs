@@ -76,6 +76,12 @@ impl Accum {
     /// Parameter gradients `∂L/∂θ · 1/scale` (divide out loss scaling and accumulation).
     pub fn to_grads(&self, p: &Params, scale: f32) -> Params {
         let mut g = p.clone();
+        self.to_grads_into(p, scale, &mut g);
+        g
+    }
+
+    /// [`Accum::to_grads`] into `g` (shaped like `p`), so a training loop reuses one buffer.
+    pub fn to_grads_into(&self, p: &Params, scale: f32, g: &mut Params) {
         g.tensors.iter_mut().for_each(|t| t.data.fill(0.0));
         let k = 1.0 / scale;
         for (l, acc) in p.layers.iter().zip(&self.layers) {
@@ -126,7 +132,6 @@ impl Accum {
             .iter_mut()
             .zip(&self.embed)
             .for_each(|(d, a)| *d += a * k);
-        g
     }
 }
 

@@ -81,6 +81,8 @@ pub struct Step {
     tokens: Vec<u32>,
     scratch: Vec<f32>,
     pub acc: Accum,
+    /// Parameter gradients handed out by [`Step::take_grads`] (allocated on first use).
+    grads: Option<Params>,
 }
 
 impl Step {
@@ -121,6 +123,7 @@ impl Step {
             tokens: Vec::new(),
             scratch: Vec::new(),
             acc: Accum::new(&c, &s),
+            grads: None,
             config: c,
             shape: s,
         };
@@ -388,9 +391,11 @@ impl Step {
 
 impl Step {
     /// The accumulated gradients as parameter gradients (`1/scale` undoes loss scaling and
-    /// averages over accumulated micro-steps), and clears the accumulators.
-    pub fn take_grads(&mut self, p: &Params, scale: f32) -> Params {
-        let g = self.acc.to_grads(p, scale);
+    /// averages over accumulated micro-steps), and clears the accumulators. The gradients live
+    /// in a buffer the step keeps, so an update allocates nothing.
+    pub fn take_grads(&mut self, p: &Params, scale: f32) -> &mut Params {
+        let g = self.grads.get_or_insert_with(|| p.clone());
+        self.acc.to_grads_into(p, scale, g);
         self.acc.zero();
         g
     }

@@ -257,14 +257,14 @@ impl Trainer {
             self.step.backward(scale)?;
         }
         loss /= accum as f64;
-        let mut grads = self.step.take_grads(&self.params, scale * accum as f32);
+        let grads = self.step.take_grads(&self.params, scale * accum as f32);
         let finite = grads.tensors.iter().all(|t| t.data.iter().all(|v| v.is_finite()));
         let apply = self.scaler.update(finite);
         let lr = self.schedule.lr(self.step_no);
         let mut grad_norm = f64::NAN;
         if apply {
-            grad_norm = clip(&mut grads, self.settings.clip);
-            let changed = self.opt.step(&mut self.params, &grads, lr as f32);
+            grad_norm = clip(grads, self.settings.clip);
+            let changed = self.opt.step(&mut self.params, grads, lr as f32);
             self.step.restage(&self.params, &changed)?;
         }
         self.step_no += 1;
