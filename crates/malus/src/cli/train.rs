@@ -36,7 +36,8 @@ pub enum OptArg {
 /// With no arguments: a ~6M-parameter model on the shipped Jane Austen corpus.
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Model preset (tiny, stories15m, stories42m, stories110m); default: the shipped small model.
+    /// Model preset (tiny, stories15m, stories42m, stories110m, qwen3-0.6b); default: the shipped
+    /// small model.
     #[arg(long)]
     model: Option<String>,
     #[arg(long)]
