@@ -1,6 +1,9 @@
 //! Token files: flat little-endian uint16 ids (llama2.c / llm.c shards), read window by window
 //! with positioned reads, so a shard of any size costs no memory and the OS page cache does the
-//! rest. A held-out tail is the validation split; sampling is deterministic from a seed.
+//! rest. Not memory-mapped, on purpose: a mapping needs `unsafe` (the project keeps it to
+//! `malus-ane`) and a shard truncated under a mapping kills the process with SIGBUS, where a
+//! short read is an error naming the file; one syscall per window is noise next to a step. A
+//! held-out tail is the validation split; sampling is deterministic from a seed.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
