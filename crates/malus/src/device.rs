@@ -14,6 +14,10 @@ pub trait Exec: Send {
 /// Something that compiles kernels.
 pub trait Device {
     fn name(&self) -> String;
+    /// The Apple silicon generation of a Neural Engine (for the cost model); `None` elsewhere.
+    fn chip_family(&self) -> Option<malus_ane::ChipFamily> {
+        None
+    }
     fn compile(&self, def: &KernelDef) -> Result<Box<dyn Exec>>;
 }
 
@@ -109,6 +113,10 @@ impl Device for AneDevice {
             "ane ({})",
             info.subtype.unwrap_or_else(|| "unknown subtype".into())
         )
+    }
+
+    fn chip_family(&self) -> Option<malus_ane::ChipFamily> {
+        Some(self.ane.device_info().chip_family)
     }
 
     fn compile(&self, def: &KernelDef) -> Result<Box<dyn Exec>> {

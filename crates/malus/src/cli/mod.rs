@@ -48,6 +48,16 @@ enum Command {
     Data(data::DataCommand),
 }
 
+/// Writes a command's report to stdout; a closed pipe (`malus plan | head`) ends the output
+/// quietly instead of panicking like `print!` does.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Parses arguments, runs the command and turns errors into a message and exit status 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

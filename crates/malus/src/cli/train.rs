@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::generate::SampleOptions;
 use crate::model::Config;
-use crate::train::settings::{DeviceChoice, NumericsChoice, OptimizerChoice};
+use crate::train::settings::{DeviceChoice, DwChoice, NumericsChoice, OptimizerChoice};
 use crate::train::{Settings, Trainer};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -78,8 +78,9 @@ pub struct TrainArgs {
     /// Arithmetic of the CPU executor.
     #[arg(long, value_enum, default_value_t = NumericsArg::F32)]
     numerics: NumericsArg,
-    /// Where the weight-gradient matmuls run.
-    #[arg(long, value_enum, default_value_t = super::plan::DwArg::Device)]
+    /// Where the weight-gradient matmuls run (auto: on an ANE, what the cost model predicts
+    /// faster for its chip; on the CPU executor, the device).
+    #[arg(long, value_enum, default_value_t = super::plan::DwArg::Auto)]
     dw: super::plan::DwArg,
     #[arg(long)]
     eval_every: Option<u64>,
@@ -125,7 +126,11 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
         DeviceArg::Cpu => DeviceChoice::Cpu,
         DeviceArg::Ane => DeviceChoice::Ane,
     };
-    s.dw_on_host = matches!(a.dw, super::plan::DwArg::Host);
+    s.dw = match a.dw {
+        super::plan::DwArg::Auto => DwChoice::Auto,
+        super::plan::DwArg::Device => DwChoice::Device,
+        super::plan::DwArg::Host => DwChoice::Host,
+    };
     s.numerics = match a.numerics {
         NumericsArg::F32 => NumericsChoice::F32,
         NumericsArg::Fp16 => NumericsChoice::Fp16,

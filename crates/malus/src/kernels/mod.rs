@@ -14,6 +14,7 @@
 pub mod attention;
 pub mod classifier;
 pub mod common;
+pub mod cost;
 pub mod ffn;
 pub mod plan;
 pub mod report;

@@ -14,6 +14,16 @@ pub enum DwPlacement {
     Host,
 }
 
+impl DwPlacement {
+    /// `device` or `host`, as reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DwPlacement::Device => "device",
+            DwPlacement::Host => "host",
+        }
+    }
+}
+
 /// The compiled-once kernel set of a model.
 pub struct Plan {
     pub config: Config,

@@ -40,8 +40,17 @@ pub struct Report {
     pub converted: u64,
     /// Bytes written to and read from kernel buffers per micro-step.
     pub traffic: u64,
+    /// Host work per micro-step by the cost model's op classes (ane-perf-data.md §7): f32 GEMM
+    /// FLOPs (`--dw host`), logits through the cross-entropy, elements of one-pass elementwise
+    /// work, bytes of activations copied between kernel buffers.
+    pub host_gemm_flops: u64,
+    pub ce_elements: u64,
+    pub elementwise_elements: u64,
+    pub memcpy_bytes: u64,
     /// Per optimizer update: AdamW, RMSNorm-weight unfolding, re-staging.
     pub update_flops: u64,
+    /// Elements the RMSNorm-weight unfolding touches per update.
+    pub unfold_elements: u64,
     pub staged_weight_elems: u64,
     pub params: usize,
 }
@@ -101,14 +110,18 @@ impl Report {
             ("accumulate dW into f32", dw_elems),
             ("embedding scatter-add", d * sq),
         ];
+        // Everything but the cross-entropy is one flop per element.
+        let mut elementwise_elements: u64 = host.iter().skip(1).map(|(_, f)| f).sum();
+        let mut host_gemm_flops = 0;
         if plan.dw == DwPlacement::Host {
             let qk_sums = if s.qk_norm {
                 c.layers as u64 * 2 * s.head_dim as u64 * sq
             } else {
                 0
             };
-            let gemm = 2 * sq * (c.layers as u64 * layer_w + vpad * d);
-            host.push(("dW matmuls (--dw host)", gemm + qk_sums));
+            host_gemm_flops = 2 * sq * (c.layers as u64 * layer_w + vpad * d);
+            elementwise_elements += qk_sums;
+            host.push(("dW matmuls (--dw host)", host_gemm_flops + qk_sums));
         }
         // Conversions: first activations in, logits out, dlogits in (bwd and dW), dx̂ in, dW out,
         // final dx out.
@@ -118,6 +131,7 @@ impl Report {
             .iter()
             .map(|k| k.calls as u64 * ((k.act_in + k.out) * elem) as u64)
             .sum();
+        let memcpy_bytes = kernels.iter().map(|k| (k.calls * k.act_in * elem) as u64).sum();
         let params = c.num_params();
         let norm_unfold = 2 * (c.layers as u64 * layer_w + v * d);
         let staged_weight_elems = c.layers as u64 * (layer_w + qk_staged) + 2 * vpad * d;
@@ -131,7 +145,12 @@ impl Report {
             host,
             converted,
             traffic,
+            host_gemm_flops,
+            ce_elements: v * sq,
+            elementwise_elements,
+            memcpy_bytes,
             update_flops: 12 * params as u64 + norm_unfold,
+            unfold_elements: norm_unfold,
             staged_weight_elems,
             params,
         }
@@ -153,10 +172,7 @@ impl fmt::Display for Report {
             "plan for {} ({:.2}M parameters), dW on the {}",
             self.model,
             self.params as f64 / 1e6,
-            match self.dw {
-                DwPlacement::Device => "device",
-                DwPlacement::Host => "host",
-            }
+            self.dw.name()
         )?;
         writeln!(
             f,

@@ -22,6 +22,16 @@ pub enum NumericsChoice {
     Fp16,
 }
 
+/// Where the weight-gradient matmuls run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DwChoice {
+    /// On the ANE: the placement the cost model predicts faster for the detected chip
+    /// (`kernels::cost`); on the CPU executor: the device.
+    Auto,
+    Device,
+    Host,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OptimizerChoice {
     AdamW,
@@ -55,7 +65,7 @@ pub struct Settings {
     pub val_fraction: f64,
     pub device: DeviceChoice,
     pub numerics: NumericsChoice,
-    pub dw_on_host: bool,
+    pub dw: DwChoice,
     /// A text file (tokenized on the fly) or a uint16 token shard (`.bin`).
     pub data: PathBuf,
     pub tokenizer: PathBuf,
@@ -100,7 +110,7 @@ impl Settings {
             val_fraction: 0.05,
             device: DeviceChoice::Auto,
             numerics: NumericsChoice::F32,
-            dw_on_host: false,
+            dw: DwChoice::Auto,
             data: PathBuf::from("data/austen.txt"),
             tokenizer: PathBuf::from("data/tokenizer.json"),
             out: PathBuf::from("runs/default"),

@@ -12,12 +12,14 @@ use malus_mil::DType;
 
 use super::Step;
 use super::optim::{AdamWConfig, LossScaler, Optimizer, Schedule, clip};
-use super::settings::{DeviceChoice, NumericsChoice, OptimizerChoice, Settings};
+use super::settings::{DeviceChoice, DwChoice, NumericsChoice, OptimizerChoice, Settings};
 use crate::checkpoint::{self, Checkpoint, FORMAT, Meta, OptimizerMeta};
 use crate::data::{self, Dataset, Tok, TokenFile};
 use crate::device::{AneDevice, CpuDevice, Device};
+use crate::kernels::cost::{Chip, choose_dw};
 use crate::kernels::plan::{DwPlacement, Plan};
-use crate::model::Params;
+use crate::kernels::report::Report;
+use crate::model::{Config, Params};
 use crate::rng::Rng;
 
 /// One logged point.
@@ -84,6 +86,17 @@ fn open_device(s: &Settings) -> Result<(Box<dyn Device>, DType)> {
     }
 }
 
+/// `--dw auto`: on a Neural Engine whose chip the cost model has constants for, the placement
+/// it predicts faster; otherwise on the device.
+fn auto_dw(c: &Config, dtype: DType, device: &dyn Device) -> Result<DwPlacement> {
+    let Some(chip) = device.chip_family().and_then(Chip::for_family) else {
+        return Ok(DwPlacement::Device);
+    };
+    let report = |dw| -> Result<Report> { Ok(Report::new(&Plan::new(c, dtype, dw)?, "")) };
+    let (d, h) = (report(DwPlacement::Device)?, report(DwPlacement::Host)?);
+    Ok(choose_dw(chip, &d, &h, c.seq))
+}
+
 /// Opens the training data: a token shard as is, or a text file tokenized into `out/`.
 fn open_data(s: &Settings, tok: &Tok) -> Result<TokenFile> {
     let is_text = s.data.extension().is_none_or(|e| e != "bin");
@@ -122,10 +135,10 @@ impl Trainer {
         let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
         let val = data.validation(c.seq, settings.eval_batches)?;
         let (device, dtype) = open_device(&settings)?;
-        let dw = if settings.dw_on_host {
-            DwPlacement::Host
-        } else {
-            DwPlacement::Device
+        let dw = match settings.dw {
+            DwChoice::Device => DwPlacement::Device,
+            DwChoice::Host => DwPlacement::Host,
+            DwChoice::Auto => auto_dw(c, dtype, device.as_ref())?,
         };
         let plan = Plan::new(c, dtype, dw)?;
         let step = Step::new(&plan, device.as_ref())?;
@@ -312,5 +325,39 @@ impl Trainer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Exec;
+    use crate::kernels::KernelDef;
+    use malus_ane::ChipFamily;
+
+    /// A device that only reports a chip family (`auto_dw` never compiles).
+    struct Reports(Option<ChipFamily>);
+
+    impl Device for Reports {
+        fn name(&self) -> String {
+            "test".into()
+        }
+        fn chip_family(&self) -> Option<ChipFamily> {
+            self.0
+        }
+        fn compile(&self, _: &KernelDef) -> Result<Box<dyn Exec>> {
+            anyhow::bail!("not in this test")
+        }
+    }
+
+    #[test]
+    fn auto_dw_asks_the_cost_model_for_the_detected_chip() {
+        let c = Config::preset("stories110m").unwrap();
+        let dw = |f| auto_dw(&c, DType::Fp16, &Reports(f)).unwrap();
+        assert_eq!(dw(Some(ChipFamily::M1)), DwPlacement::Host);
+        assert_eq!(dw(Some(ChipFamily::M5)), DwPlacement::Device);
+        // No chip (the CPU executor) or one the table does not know: the device.
+        assert_eq!(dw(None), DwPlacement::Device);
+        assert_eq!(dw(Some(ChipFamily::Unknown)), DwPlacement::Device);
     }
 }
