@@ -267,3 +267,48 @@ fn a_qk_norm_model_trains_checkpoints_and_samples() {
         malus::generate::generate(&ck.meta.config, &ck.params, &t.tok, "It is", &opts, |_| {}).unwrap();
     assert!(!text.is_empty());
 }
+
+/// The gradients `take_grads` hands out are the accumulators converted in place: they have the
+/// parameters' shapes, a second take without a backward in between is all zeros, and the next
+/// backward starts from clean accumulators (its gradients equal a fresh step's), tied or not.
+#[test]
+fn lent_gradients_come_back_clean() {
+    use malus::device::CpuDevice;
+    use malus::kernels::plan::{DwPlacement, Plan};
+    use malus::model::Params;
+    use malus::train::step::Step;
+    for tied in [true, false] {
+        let mut c = Config::preset("tiny").unwrap();
+        c.tied = tied;
+        c.kv_heads = 2;
+        let plan = Plan::new(&c, malus_mil::DType::Fp32, DwPlacement::Device).unwrap();
+        let dev = CpuDevice {
+            numerics: malus_cpu::Numerics::F32,
+        };
+        let p = Params::init(&c, 3);
+        let toks =
+            |k: u32| -> Vec<u32> { (0..=c.seq as u32).map(|i| (i * k + 1) % c.vocab as u32).collect() };
+        let grads = |step: &mut Step, t: &[u32]| {
+            step.forward(&p, t).unwrap();
+            step.backward(2.0).unwrap();
+            step.take_grads(&p, 2.0).clone()
+        };
+        let mut step = Step::new(&plan, &dev).unwrap();
+        step.stage(&p).unwrap();
+        let g1 = grads(&mut step, &toks(7));
+        for (g, t) in g1.tensors.iter().zip(&p.tensors) {
+            assert_eq!(
+                (&g.name, &g.shape, g.data.len()),
+                (&t.name, &t.shape, t.data.len())
+            );
+            assert!(g.data.iter().any(|&v| v != 0.0), "{}: no gradient", g.name);
+        }
+        let again = step.take_grads(&p, 2.0);
+        assert!(again.tensors.iter().all(|t| t.data.iter().all(|&v| v == 0.0)));
+        let g2 = grads(&mut step, &toks(11));
+        let mut fresh = Step::new(&plan, &dev).unwrap();
+        fresh.stage(&p).unwrap();
+        assert_eq!(g2, grads(&mut fresh, &toks(11)), "tied {tied}");
+        assert_ne!(g1, g2);
+    }
+}

@@ -2,7 +2,7 @@
 //! parameter gradients (undoing the RMSNorm-weight folding) once per optimizer step.
 
 use crate::kernels::Shape;
-use crate::model::{Config, Params};
+use crate::model::{Config, Params, Tensor};
 
 /// One layer's accumulated weight gradients, as the dW kernels emit them.
 #[derive(Clone, Debug)]
@@ -31,6 +31,11 @@ pub struct Accum {
     pub cls: Vec<f32>,
     /// Scatter-added embedding gradient `[vocab, dim]`.
     pub embed: Vec<f32>,
+    /// Length of `cls` with its padding rows.
+    cls_len: usize,
+    /// The gradients while lent out by [`Accum::lend`].
+    lent: Option<Params>,
+    scratch: Vec<f32>,
 }
 
 impl Accum {
@@ -51,6 +56,9 @@ impl Accum {
                 .collect(),
             cls: z(s.vocab_chunks * s.vocab_chunk * s.dim),
             embed: z(s.vocab * s.dim),
+            cls_len: s.vocab_chunks * s.vocab_chunk * s.dim,
+            lent: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -73,82 +81,134 @@ impl Accum {
         self.embed.fill(0.0);
     }
 
-    /// Parameter gradients `∂L/∂θ · 1/scale` (divide out loss scaling and accumulation).
+    /// Parameter gradients `∂L/∂θ · 1/scale` (divide out loss scaling and accumulation), as a
+    /// new set (the accumulators are left as they are).
     pub fn to_grads(&self, p: &Params, scale: f32) -> Params {
-        let mut g = p.clone();
-        self.to_grads_into(p, scale, &mut g);
-        g
+        self.clone().lend(p, scale).clone()
     }
 
-    /// [`Accum::to_grads`] into `g` (shaped like `p`), so a training loop reuses one buffer.
-    pub fn to_grads_into(&self, p: &Params, scale: f32, g: &mut Params) {
-        g.tensors.iter_mut().for_each(|t| t.data.fill(0.0));
+    /// Turns the accumulators, in place, into parameter gradients `∂L/∂θ · 1/scale` and lends
+    /// their buffers to the returned set, so a model's gradients exist once, not twice (the
+    /// kernel-orientation accumulators and the parameter-orientation gradients). The next
+    /// [`Accum::reclaim`] takes the buffers back, zeroed.
+    pub fn lend(&mut self, p: &Params, scale: f32) -> &mut Params {
+        // Lent twice without accumulating in between: the second set is all zeros.
+        self.reclaim();
         let k = 1.0 / scale;
-        for (l, acc) in p.layers.iter().zip(&self.layers) {
-            let w = &p.tensors[l.attn_norm].data;
-            let mut dw = vec![0.0f32; w.len()];
-            for (wi, ai) in [(l.wq, &acc.wq), (l.wk, &acc.wk), (l.wv, &acc.wv)] {
-                unfold_rows(&p.tensors[wi].data, ai, w, &mut g.tensors[wi].data, &mut dw, k);
+        let mut g = hollow(p);
+        let scratch = &mut self.scratch;
+        for (l, acc) in p.layers.iter().zip(self.layers.iter_mut()) {
+            let t = |i: usize| &p.tensors[i].data;
+            let mut dnorm = vec![0.0f32; t(l.attn_norm).len()];
+            for (wi, a) in [(l.wq, &mut acc.wq), (l.wk, &mut acc.wk), (l.wv, &mut acc.wv)] {
+                unfold_rows(t(wi), a, t(l.attn_norm), &mut dnorm, k);
+                g.tensors[wi].data = std::mem::take(a);
             }
-            g.tensors[l.attn_norm].data.copy_from_slice(&dw);
+            g.tensors[l.attn_norm].data = dnorm;
             // wo_t is [q, dim]: dim columns.
-            transpose_into(&acc.wo_t, p.tensors[l.wo].shape[0], &mut g.tensors[l.wo].data, k);
-            g.tensors[l.w2]
-                .data
-                .iter_mut()
-                .zip(&acc.w2)
-                .for_each(|(d, a)| *d = a * k);
-            let w = &p.tensors[l.ffn_norm].data;
-            let mut dw = vec![0.0f32; w.len()];
-            for (wi, ai) in [(l.w1, &acc.w1_t), (l.w3, &acc.w3_t)] {
-                // ai is [dim, hidden]: hidden columns.
-                let mut rows = vec![0.0f32; ai.len()];
-                transpose_into(ai, p.tensors[wi].shape[0], &mut rows, 1.0);
-                unfold_rows(&p.tensors[wi].data, &rows, w, &mut g.tensors[wi].data, &mut dw, k);
+            transpose_in_place(&mut acc.wo_t, p.tensors[l.wo].shape[0], scratch, k);
+            g.tensors[l.wo].data = std::mem::take(&mut acc.wo_t);
+            acc.w2.iter_mut().for_each(|a| *a *= k);
+            g.tensors[l.w2].data = std::mem::take(&mut acc.w2);
+            let mut dnorm = vec![0.0f32; t(l.ffn_norm).len()];
+            for (wi, a) in [(l.w1, &mut acc.w1_t), (l.w3, &mut acc.w3_t)] {
+                // [dim, hidden] → the parameter's [hidden, dim] rows, then unfold.
+                transpose_in_place(a, p.tensors[wi].shape[0], scratch, 1.0);
+                unfold_rows(t(wi), a, t(l.ffn_norm), &mut dnorm, k);
+                g.tensors[wi].data = std::mem::take(a);
             }
-            g.tensors[l.ffn_norm].data.copy_from_slice(&dw);
+            g.tensors[l.ffn_norm].data = dnorm;
             if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
                 let dim = acc.qk_norm.len() / 2;
                 for (ti, row) in [(qn, &acc.qk_norm[..dim]), (kn, &acc.qk_norm[dim..])] {
-                    let out = &mut g.tensors[ti].data;
-                    out.iter_mut().zip(row).for_each(|(d, a)| *d = a * k);
+                    g.tensors[ti].data = row[..t(ti).len()].iter().map(|a| a * k).collect();
                 }
             }
         }
         let cls = p.classifier();
-        let w = &p.tensors[p.final_norm].data;
         let n = p.tensors[cls].data.len();
-        let mut dw = vec![0.0f32; w.len()];
-        let mut dcls = vec![0.0f32; n];
-        unfold_rows(&p.tensors[cls].data, &self.cls[..n], w, &mut dcls, &mut dw, k);
-        g.tensors[p.final_norm].data.copy_from_slice(&dw);
-        g.tensors[cls]
-            .data
-            .iter_mut()
-            .zip(&dcls)
-            .for_each(|(d, a)| *d += a);
-        g.tensors[p.embed]
-            .data
-            .iter_mut()
-            .zip(&self.embed)
-            .for_each(|(d, a)| *d += a * k);
+        let mut dnorm = vec![0.0f32; p.tensors[p.final_norm].data.len()];
+        let mut dcls = std::mem::take(&mut self.cls);
+        dcls.truncate(n); // rows past the vocabulary are padding
+        unfold_rows(
+            &p.tensors[cls].data,
+            &mut dcls,
+            &p.tensors[p.final_norm].data,
+            &mut dnorm,
+            k,
+        );
+        g.tensors[p.final_norm].data = dnorm;
+        if cls == p.embed {
+            dcls.iter_mut().zip(&self.embed).for_each(|(d, a)| *d += a * k);
+        } else {
+            let mut de = std::mem::take(&mut self.embed);
+            de.iter_mut().for_each(|a| *a *= k);
+            g.tensors[p.embed].data = de;
+        }
+        g.tensors[cls].data = dcls;
+        self.lent.insert(g)
+    }
+
+    /// Takes back the buffers [`Accum::lend`] handed out, zeroed; does nothing when none are out.
+    pub fn reclaim(&mut self) {
+        if let Some(mut g) = self.lent.take() {
+            let (cls, embed) = (g.classifier(), g.embed);
+            let mut take = |i: usize| std::mem::take(&mut g.tensors[i].data);
+            for (l, acc) in g.layers.clone().iter().zip(self.layers.iter_mut()) {
+                acc.wq = take(l.wq);
+                acc.wk = take(l.wk);
+                acc.wv = take(l.wv);
+                acc.wo_t = take(l.wo);
+                acc.w2 = take(l.w2);
+                acc.w1_t = take(l.w1);
+                acc.w3_t = take(l.w3);
+            }
+            if cls != embed {
+                self.embed = take(embed);
+            }
+            self.cls = take(cls);
+            self.cls.resize(self.cls_len, 0.0);
+            self.zero();
+        }
     }
 }
 
-/// For W̃ = W·diag(w) with gradient `acc` = ∂L/∂W̃ (row-major `[rows, dim]`):
-/// ∂L/∂W = acc·diag(w)·k into `dw_out`, and ∂L/∂w += Σ_rows W ⊙ acc · k into `dnorm`.
-fn unfold_rows(wmat: &[f32], acc: &[f32], w: &[f32], dw_out: &mut [f32], dnorm: &mut [f32], k: f32) {
+/// The structure of `p` (names, shapes, indices) with empty data, to be filled by [`Accum::lend`].
+fn hollow(p: &Params) -> Params {
+    Params {
+        tensors: p
+            .tensors
+            .iter()
+            .map(|t| Tensor {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                data: Vec::new(),
+            })
+            .collect(),
+        embed: p.embed,
+        final_norm: p.final_norm,
+        cls: p.cls,
+        layers: p.layers.clone(),
+    }
+}
+
+/// For W̃ = W·diag(w) with gradient `acc` = ∂L/∂W̃ (row-major `[rows, dim]`), in place:
+/// ∂L/∂w += Σ_rows W ⊙ acc · k into `dnorm`, then `acc` ← ∂L/∂W = acc·diag(w)·k.
+fn unfold_rows(wmat: &[f32], acc: &mut [f32], w: &[f32], dnorm: &mut [f32], k: f32) {
     let dim = w.len();
-    for ((row_w, row_a), row_o) in wmat
-        .chunks_exact(dim)
-        .zip(acc.chunks_exact(dim))
-        .zip(dw_out.chunks_exact_mut(dim))
-    {
+    for (row_w, row_a) in wmat.chunks_exact(dim).zip(acc.chunks_exact_mut(dim)) {
         for d in 0..dim {
-            row_o[d] = row_a[d] * w[d] * k;
             dnorm[d] += row_w[d] * row_a[d] * k;
+            row_a[d] *= w[d] * k;
         }
     }
+}
+
+/// `m ← k·mᵀ` for a row-major `m` with `cols` columns, through `scratch`.
+fn transpose_in_place(m: &mut [f32], cols: usize, scratch: &mut Vec<f32>, k: f32) {
+    scratch.resize(m.len(), 0.0);
+    transpose_into(m, cols, scratch, k);
+    m.copy_from_slice(scratch);
 }
 
 /// `out = k·srcᵀ` for a row-major `src` with `cols` columns.

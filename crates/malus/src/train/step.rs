@@ -81,8 +81,6 @@ pub struct Step {
     tokens: Vec<u32>,
     scratch: Vec<f32>,
     pub acc: Accum,
-    /// Parameter gradients handed out by [`Step::take_grads`] (allocated on first use).
-    grads: Option<Params>,
 }
 
 impl Step {
@@ -123,7 +121,6 @@ impl Step {
             tokens: Vec::new(),
             scratch: Vec::new(),
             acc: Accum::new(&c, &s),
-            grads: None,
             config: c,
             shape: s,
         };
@@ -276,6 +273,7 @@ impl Step {
     /// Backward pass of the last forward; adds `loss_scale · ∂L/∂θ` (in kernel orientation) to
     /// the accumulators.
     pub fn backward(&mut self, loss_scale: f32) -> Result<()> {
+        self.acc.reclaim();
         let s = self.shape.clone();
         let (vc, seq) = (s.vocab_chunk, s.seq);
         let lb = self.cls_bwd.input.clone();
@@ -391,13 +389,10 @@ impl Step {
 
 impl Step {
     /// The accumulated gradients as parameter gradients (`1/scale` undoes loss scaling and
-    /// averages over accumulated micro-steps), and clears the accumulators. The gradients live
-    /// in a buffer the step keeps, so an update allocates nothing.
+    /// averages over accumulated micro-steps). They are the accumulators themselves, converted
+    /// in place ([`Accum::lend`]); the next backward takes them back, cleared.
     pub fn take_grads(&mut self, p: &Params, scale: f32) -> &mut Params {
-        let g = self.grads.get_or_insert_with(|| p.clone());
-        self.acc.to_grads_into(p, scale, g);
-        self.acc.zero();
-        g
+        self.acc.lend(p, scale)
     }
 }
 
