@@ -51,6 +51,7 @@ pub struct Trainer {
     data: Dataset,
     val: Vec<Vec<u32>>,
     step: Step,
+    /// What runs the step, for the start-up line: the device and where dW goes.
     pub device_name: String,
     schedule: Schedule,
 }
@@ -165,7 +166,7 @@ impl Trainer {
             data,
             val,
             step,
-            device_name: device.name(),
+            device_name: format!("{}, dW on the {}", device.name(), dw.name()),
             settings,
         };
         t.opt = match t.settings.optimizer {
