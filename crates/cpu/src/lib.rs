@@ -3,8 +3,11 @@
 //!
 //! [`compile`] plans a function once (constants folded, views instead of copies, elementwise runs
 //! fused, buffers reused after their last use); [`CpuKernel::run`] then executes the plan as often
-//! as needed without allocating. The kernel interface matches the ANE kernels': named inputs and
-//! outputs with dtype and shape, written and read as f32 or as raw bytes.
+//! as needed without allocating (its I/O buffers are made on first use), and
+//! [`CpuKernel::run_with`] runs it on the caller's buffers instead, so a caller holding many
+//! staged inputs for one kernel copies none of them. The kernel interface matches the ANE
+//! kernels': named inputs and outputs with dtype and shape, written and read as f32 or as raw
+//! bytes.
 //!
 //! Storage: float tensors (fp16, fp32, fp64) are held as f32, integer tensors as i64, bools as u8.
 //! [`Numerics::F32`] computes in f32 and rounds only where data enters or leaves as fp16 (inputs,
