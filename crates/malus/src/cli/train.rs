@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::generate::SampleOptions;
-use crate::model::Config;
+use crate::model::{Config, hf};
 use crate::train::settings::{DeviceChoice, DwChoice, NumericsChoice, OptimizerChoice};
 use crate::train::{Settings, Trainer};
 
@@ -40,6 +40,10 @@ pub struct TrainArgs {
     /// small model.
     #[arg(long)]
     model: Option<String>,
+    /// Fine-tune a Hugging Face model directory (config.json, *.safetensors; Llama, Mistral or
+    /// Qwen3): its config replaces the preset, its tokenizer.json the default tokenizer.
+    #[arg(long, value_name = "DIR")]
+    init: Option<PathBuf>,
     #[arg(long)]
     seq: Option<usize>,
     /// Vocabulary size of the model (≥ the tokenizer's).
@@ -96,6 +100,18 @@ pub struct TrainArgs {
 
 fn settings(a: &TrainArgs) -> Result<Settings> {
     let mut s = Settings::default_run();
+    if let Some(dir) = &a.init {
+        anyhow::ensure!(
+            a.model.is_none() && a.vocab.is_none(),
+            "--init takes the model from {}/config.json: leave out --model and --vocab",
+            dir.display()
+        );
+        s.model = hf::load_config(dir, a.seq.unwrap_or(s.model.seq))?;
+        s.tokenizer = dir.join("tokenizer.json");
+        let name = dir.file_name().map_or("hf".into(), |n| n.to_string_lossy());
+        s.out = PathBuf::from(format!("runs/{name}"));
+        s.init = Some(dir.clone());
+    }
     if let Some(m) = &a.model {
         let vocab = s.model.vocab;
         s.model = Config::preset(m)?;
@@ -160,6 +176,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     );
     if t.step_no > 0 {
         println!("resumed at step {}", t.step_no);
+    } else if let Some(dir) = &t.settings.init {
+        println!("starting from the Hugging Face weights in {}", dir.display());
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

@@ -1,6 +1,7 @@
 //! Model configurations and parameters.
 
 mod config;
+pub mod hf;
 mod params;
 
 pub use config::Config;

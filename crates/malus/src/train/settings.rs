@@ -42,6 +42,9 @@ pub enum OptimizerChoice {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub model: Config,
+    /// A Hugging Face model directory whose weights the run starts from (`model` must be its
+    /// config); `None`: random initialisation.
+    pub init: Option<PathBuf>,
     /// Optimizer updates.
     pub steps: u64,
     /// Sequences per update (gradient accumulation).
@@ -91,6 +94,7 @@ impl Settings {
                 tied: true,
                 residual_scale: 1.0,
             },
+            init: None,
             steps: 450,
             accum: 4,
             lr: 2e-3,

@@ -144,8 +144,21 @@ impl Trainer {
         let plan = Plan::new(c, dtype, dw)?;
         let step = Step::new(&plan, device.as_ref())?;
         let fp16 = dtype == DType::Fp16;
+        // A resumed run takes its weights from the checkpoint: no need to read the import.
+        let params = match &settings.init {
+            Some(dir) if !resume => {
+                let (hf_config, params) = crate::model::hf::load(dir, c.seq)?;
+                ensure!(
+                    hf_config == *c,
+                    "the run's model config differs from {}/config.json ({c:?} vs {hf_config:?})",
+                    dir.display()
+                );
+                params
+            }
+            _ => Params::init(c, settings.seed),
+        };
         let mut t = Trainer {
-            params: Params::init(c, settings.seed),
+            params,
             opt: Optimizer::sgd(&Params::zeros(c), 0.0, 0.0),
             scaler: match settings.loss_scale {
                 Some(s) => LossScaler::fixed(s),
