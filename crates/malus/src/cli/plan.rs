@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use malus_mil::DType;
 
-use crate::kernels::cost::{Chip, Prediction, choose_dw};
+use crate::kernels::cost::{Chip, Prediction, auto_plan};
 use crate::kernels::plan::{DwPlacement, Plan};
 use crate::kernels::report::Report;
 use crate::model::Config;
@@ -53,26 +53,20 @@ pub fn run(a: PlanArgs) -> Result<ExitCode> {
         c.vocab = v;
     }
     let chip = a.chip.as_deref().map(Chip::by_key).transpose()?;
-    let build = |dw| -> Result<(Plan, Report)> {
-        let plan = Plan::new(&c, DType::Fp16, dw)?;
-        let r = Report::new(&plan, &a.model);
-        Ok((plan, r))
-    };
     let mut out = String::new();
-    let (plan, r) = match (a.dw, chip) {
-        (DwArg::Device, _) | (DwArg::Auto, None) => build(DwPlacement::Device)?,
-        (DwArg::Host, _) => build(DwPlacement::Host)?,
+    let plan = match (a.dw, chip) {
+        (DwArg::Device, _) | (DwArg::Auto, None) => Plan::new(&c, DType::Fp16, DwPlacement::Device)?,
+        (DwArg::Host, _) => Plan::new(&c, DType::Fp16, DwPlacement::Host)?,
         (DwArg::Auto, Some(chip)) => {
-            let (d, h) = (build(DwPlacement::Device)?, build(DwPlacement::Host)?);
-            for (_, r) in [&d, &h] {
-                let p = Prediction::new(chip, r, c.seq);
-                writeln!(out, "dW on the {}: {p}", r.dw.name())?;
+            let (plan, preds) = auto_plan(&c, DType::Fp16, chip)?;
+            for p in preds {
+                writeln!(out, "dW on the {}: {p}", p.dw.name())?;
             }
-            let pick = choose_dw(chip, &d.1, &h.1, c.seq);
-            writeln!(out, "--dw auto on {}: dW on the {}\n", chip.name, pick.name())?;
-            if pick == DwPlacement::Host { h } else { d }
+            writeln!(out, "--dw auto on {}: dW on the {}\n", chip.name, plan.dw.name())?;
+            plan
         }
     };
+    let r = Report::new(&plan, &a.model);
     write!(out, "{r}")?;
     if let (Some(chip), DwArg::Device | DwArg::Host) = (chip, a.dw) {
         writeln!(out, "{}", Prediction::new(chip, &r, c.seq))?;

@@ -9,8 +9,11 @@ use std::fmt;
 use anyhow::{Result, bail};
 use malus_ane::ChipFamily;
 
-use super::plan::DwPlacement;
+use malus_mil::DType;
+
+use super::plan::{DwPlacement, Plan};
 use super::report::Report;
+use crate::model::Config;
 
 /// One row of the constants table (ane-perf-data.md §7.2).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -273,15 +276,20 @@ impl fmt::Display for Prediction {
     }
 }
 
-/// Where dW should run on `chip`: the placement with the lower predicted micro-step time.
-pub fn choose_dw(chip: &'static Chip, device: &Report, host: &Report, seq: usize) -> DwPlacement {
-    let d = Prediction::new(chip, device, seq).micro.total();
-    let h = Prediction::new(chip, host, seq).micro.total();
-    if h < d {
-        DwPlacement::Host
-    } else {
-        DwPlacement::Device
-    }
+/// `--dw auto` on `chip`: builds the plan both ways and keeps the one predicted faster, with
+/// the predictions of both (dW on the device first).
+pub fn auto_plan(c: &Config, dtype: DType, chip: &'static Chip) -> Result<(Plan, [Prediction; 2])> {
+    let (d, h) = (
+        Plan::new(c, dtype, DwPlacement::Device)?,
+        Plan::new(c, dtype, DwPlacement::Host)?,
+    );
+    let (rd, rh) = (Report::new(&d, ""), Report::new(&h, ""));
+    let preds = [
+        Prediction::new(chip, &rd, c.seq),
+        Prediction::new(chip, &rh, c.seq),
+    ];
+    let host_faster = preds[1].micro.total() < preds[0].micro.total();
+    Ok((if host_faster { h } else { d }, preds))
 }
 
 #[cfg(test)]
@@ -298,64 +306,80 @@ mod tests {
         );
     }
 
-    /// The formula reproduces the document's own predictions from its plan quantities (§7.3,
-    /// §7.4): V12, maderix's dynamic 10k fp16 Stories110M pipeline on M4, and V15, its Qwen3-0.6B
-    /// pipeline on M5 Max — both compute-bound, so one aggregate kernel stands for the 120 or
-    /// 280 evaluations.
+    /// One validation row of the document: its plan quantities (§7.3) and predicted components
+    /// (§7.4).
+    struct DocRow {
+        id: &'static str,
+        chip: &'static str,
+        evals: f64,
+        gflop: f64,
+        surfaces_mb: f64,
+        converted_m: f64,
+        sgemm_sync_g: f64,
+        sgemm_async_g: f64,
+        /// Millions of elements: RMSNorm fwd, RMSNorm bwd, SiLU-gate bwd, strided CE,
+        /// elementwise; then memcpy MB.
+        ops: [f64; 6],
+        /// ANE, I/O, sgemm, ops, exposed async, total (ms).
+        want: [f64; 6],
+    }
+
+    /// The formula reproduces the document's own predictions from its plan quantities: V12,
+    /// maderix's dynamic 10k fp16 Stories110M pipeline on M4, and V15, its Qwen3-0.6B pipeline on
+    /// M5 Max — both compute-bound, so one aggregate kernel stands for all evaluations.
     #[test]
     fn reproduces_the_documents_predictions() {
-        let stories_ops = 4.9e6 * 0.37
-            + 4.9e6 * 0.79
-            + 6.3e6 * 0.95
-            + 2.36e6 * 4.9
-            + 18.9e6 * 0.30
-            + 151e6 * NS_MEMCPY_PER_BYTE;
-        let k = KernelCost {
-            evals: 120.0,
-            f_mm: 95.4e9 / 120.0,
-            s_in: 628e6 / 120.0,
-            ..KernelCost::default()
-        };
-        let h = HostWork {
-            gemm_sync: 7.2e9,
-            gemm_async: 47.1e9,
-            async_window: 1.0,
-            converted: 123e6,
-            op_ns: stories_ops,
-        };
-        let b = predict(Chip::by_key("m4").unwrap(), &[k], &h);
-        close(b.ane, 41.9, "V12 ANE");
-        close(b.io, 17.2, "V12 I/O");
-        close(b.gemm, 3.6, "V12 sgemm");
-        close(b.ops, 35.2, "V12 ops");
-        close(b.exposed_async, 0.0, "V12 exposed async");
-        close(b.total(), 97.9, "V12 total");
-
-        let qwen_ops = 14.9e6 * 0.37
-            + 14.9e6 * 0.79
-            + 22e6 * 0.95
-            + 2.36e6 * 4.9
-            + 132e6 * 0.30
-            + 558e6 * NS_MEMCPY_PER_BYTE;
-        let k = KernelCost {
-            evals: 280.0,
-            f_mm: 503.6e9 / 280.0,
-            s_in: 2892e6 / 280.0,
-            ..KernelCost::default()
-        };
-        let h = HostWork {
-            gemm_sync: 9.7e9,
-            gemm_async: 230.3e9,
-            async_window: 1.0,
-            converted: 499e6,
-            op_ns: qwen_ops,
-        };
-        let b = predict(Chip::by_key("m5-max").unwrap(), &[k], &h);
-        close(b.ane, 160.7, "V15 ANE");
-        close(b.io, 53.5, "V15 I/O");
-        close(b.gemm, 6.5, "V15 sgemm");
-        close(b.ops, 90.7, "V15 ops");
-        close(b.total(), 311.4, "V15 total");
+        let rows = [
+            DocRow {
+                id: "V12",
+                chip: "m4",
+                evals: 120.0,
+                gflop: 95.4,
+                surfaces_mb: 628.0,
+                converted_m: 123.0,
+                sgemm_sync_g: 7.2,
+                sgemm_async_g: 47.1,
+                ops: [4.9, 4.9, 6.3, 2.36, 18.9, 151.0],
+                want: [41.9, 17.2, 3.6, 35.2, 0.0, 97.9],
+            },
+            DocRow {
+                id: "V15",
+                chip: "m5-max",
+                evals: 280.0,
+                gflop: 503.6,
+                surfaces_mb: 2892.0,
+                converted_m: 499.0,
+                sgemm_sync_g: 9.7,
+                sgemm_async_g: 230.3,
+                ops: [14.9, 14.9, 22.0, 2.36, 132.0, 558.0],
+                want: [160.7, 53.5, 6.5, 90.7, 0.0, 311.4],
+            },
+        ];
+        // ns per element of RMSNorm fwd/bwd, SiLU-gate bwd, strided CE (the document's table).
+        let ns = [0.37, 0.79, 0.95, 4.9, NS_ELEMENTWISE];
+        for r in &rows {
+            let k = KernelCost {
+                evals: r.evals,
+                f_mm: r.gflop * 1e9 / r.evals,
+                s_in: r.surfaces_mb * 1e6 / r.evals,
+                ..KernelCost::default()
+            };
+            let op_ns = ns.iter().zip(&r.ops).map(|(c, m)| c * m * 1e6).sum::<f64>()
+                + r.ops[5] * 1e6 * NS_MEMCPY_PER_BYTE;
+            let h = HostWork {
+                gemm_sync: r.sgemm_sync_g * 1e9,
+                gemm_async: r.sgemm_async_g * 1e9,
+                async_window: 1.0,
+                converted: r.converted_m * 1e6,
+                op_ns,
+            };
+            let b = predict(Chip::by_key(r.chip).unwrap(), &[k], &h);
+            let got = [b.ane, b.io, b.gemm, b.ops, b.exposed_async, b.total()];
+            let names = ["ANE", "I/O", "sgemm", "ops", "exposed async", "total"];
+            for ((g, w), n) in got.iter().zip(&r.want).zip(names) {
+                close(*g, *w, &format!("{} {n}", r.id));
+            }
+        }
     }
 
     #[test]
@@ -377,13 +401,11 @@ mod tests {
     /// device does.
     #[test]
     fn dw_placement_follows_the_chip() {
-        use crate::kernels::plan::Plan;
-        use crate::model::Config;
         let c = Config::preset("stories110m").unwrap();
-        let report = |dw| Report::new(&Plan::new(&c, malus_mil::DType::Fp16, dw).unwrap(), "s");
-        let (d, h) = (report(DwPlacement::Device), report(DwPlacement::Host));
+        let auto = |chip| auto_plan(&c, DType::Fp16, chip).unwrap();
         for chip in &CHIPS {
-            let (pd, ph) = (Prediction::new(chip, &d, c.seq), Prediction::new(chip, &h, c.seq));
+            let (plan, [pd, ph]) = auto(chip);
+            assert_eq!((pd.dw, ph.dw), (DwPlacement::Device, DwPlacement::Host));
             assert!(ph.micro.gemm > 0.0, "{}: host dW costs host GEMM time", chip.key);
             assert_eq!(pd.micro.gemm, 0.0);
             assert!(
@@ -396,12 +418,10 @@ mod tests {
             } else {
                 DwPlacement::Device
             };
-            assert_eq!(choose_dw(chip, &d, &h, c.seq), want, "{}", chip.key);
+            assert_eq!(plan.dw, want, "{}", chip.key);
         }
-        let m1 = Chip::by_key("m1").unwrap();
-        let m5 = Chip::by_key("m5-max").unwrap();
-        assert_eq!(choose_dw(m1, &d, &h, c.seq), DwPlacement::Host);
-        assert_eq!(choose_dw(m5, &d, &h, c.seq), DwPlacement::Device);
+        assert_eq!(auto(Chip::by_key("m1").unwrap()).0.dw, DwPlacement::Host);
+        assert_eq!(auto(Chip::by_key("m5-max").unwrap()).0.dw, DwPlacement::Device);
     }
 
     #[test]

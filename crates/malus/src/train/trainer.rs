@@ -16,9 +16,8 @@ use super::settings::{DeviceChoice, DwChoice, NumericsChoice, OptimizerChoice, S
 use crate::checkpoint::{self, Checkpoint, FORMAT, Meta, OptimizerMeta};
 use crate::data::{self, Dataset, Tok, TokenFile};
 use crate::device::{AneDevice, CpuDevice, Device};
-use crate::kernels::cost::{Chip, choose_dw};
+use crate::kernels::cost::{Chip, auto_plan};
 use crate::kernels::plan::{DwPlacement, Plan};
-use crate::kernels::report::Report;
 use crate::model::{Config, Params};
 use crate::rng::Rng;
 
@@ -87,15 +86,15 @@ fn open_device(s: &Settings) -> Result<(Box<dyn Device>, DType)> {
     }
 }
 
-/// `--dw auto`: on a Neural Engine whose chip the cost model has constants for, the placement
-/// it predicts faster; otherwise on the device.
-fn auto_dw(c: &Config, dtype: DType, device: &dyn Device) -> Result<DwPlacement> {
-    let Some(chip) = device.chip_family().and_then(Chip::for_family) else {
-        return Ok(DwPlacement::Device);
-    };
-    let report = |dw| -> Result<Report> { Ok(Report::new(&Plan::new(c, dtype, dw)?, "")) };
-    let (d, h) = (report(DwPlacement::Device)?, report(DwPlacement::Host)?);
-    Ok(choose_dw(chip, &d, &h, c.seq))
+/// The plan for `--dw`. `auto`: on a Neural Engine whose chip the cost model has constants for,
+/// the placement it predicts faster; otherwise dW on the device.
+fn plan_for(c: &Config, dtype: DType, dw: DwChoice, device: &dyn Device) -> Result<Plan> {
+    let chip = device.chip_family().and_then(Chip::for_family);
+    match (dw, chip) {
+        (DwChoice::Host, _) => Plan::new(c, dtype, DwPlacement::Host),
+        (DwChoice::Device, _) | (DwChoice::Auto, None) => Plan::new(c, dtype, DwPlacement::Device),
+        (DwChoice::Auto, Some(chip)) => Ok(auto_plan(c, dtype, chip)?.0),
+    }
 }
 
 /// Opens the training data: a token shard as is, or a text file tokenized into `out/`.
@@ -136,12 +135,7 @@ impl Trainer {
         let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
         let val = data.validation(c.seq, settings.eval_batches)?;
         let (device, dtype) = open_device(&settings)?;
-        let dw = match settings.dw {
-            DwChoice::Device => DwPlacement::Device,
-            DwChoice::Host => DwPlacement::Host,
-            DwChoice::Auto => auto_dw(c, dtype, device.as_ref())?,
-        };
-        let plan = Plan::new(c, dtype, dw)?;
+        let plan = plan_for(c, dtype, settings.dw, device.as_ref())?;
         let step = Step::new(&plan, device.as_ref())?;
         let fp16 = dtype == DType::Fp16;
         // A resumed run takes its weights from the checkpoint: no need to read the import.
@@ -179,7 +173,7 @@ impl Trainer {
             data,
             val,
             step,
-            device_name: format!("{}, dW on the {}", device.name(), dw.name()),
+            device_name: format!("{}, dW on the {}", device.name(), plan.dw.name()),
             settings,
         };
         t.opt = match t.settings.optimizer {
@@ -349,7 +343,7 @@ mod tests {
     use crate::kernels::KernelDef;
     use malus_ane::ChipFamily;
 
-    /// A device that only reports a chip family (`auto_dw` never compiles).
+    /// A device that only reports a chip family (`plan_for` never compiles).
     struct Reports(Option<ChipFamily>);
 
     impl Device for Reports {
@@ -365,9 +359,9 @@ mod tests {
     }
 
     #[test]
-    fn auto_dw_asks_the_cost_model_for_the_detected_chip() {
+    fn dw_auto_asks_the_cost_model_for_the_detected_chip() {
         let c = Config::preset("stories110m").unwrap();
-        let dw = |f| auto_dw(&c, DType::Fp16, &Reports(f)).unwrap();
+        let dw = |f| plan_for(&c, DType::Fp16, DwChoice::Auto, &Reports(f)).unwrap().dw;
         assert_eq!(dw(Some(ChipFamily::M1)), DwPlacement::Host);
         assert_eq!(dw(Some(ChipFamily::M5)), DwPlacement::Device);
         // No chip (the CPU executor) or one the table does not know: the device.
