@@ -5,15 +5,12 @@
 //! they do only if the RoPE row permutation is right. CI needs no PyTorch: the fixtures are
 //! committed with the script that made them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use malus::device::CpuDevice;
-use malus::kernels::plan::{DwPlacement, Plan};
 use malus::model::hf;
 use malus::reference;
-use malus::train::Step;
-use malus_cpu::Numerics;
-use malus_mil::DType;
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
@@ -52,15 +49,7 @@ fn matches_hugging_face(name: &str, qk_norm: bool, tied: bool) {
         assert!((a - b).abs() < 1e-6 * (1.0 + b.abs()), "{name}: logit {a} vs {b}");
     }
 
-    let plan = Plan::new(&c, DType::Fp32, DwPlacement::Device).unwrap();
-    let mut step = Step::new(
-        &plan,
-        &CpuDevice {
-            numerics: Numerics::F32,
-        },
-    )
-    .unwrap();
-    step.stage(&p).unwrap();
+    let mut step = common::f32_step(&c, &p);
     let dev = step.forward(&p, &tokens).unwrap();
     let rel = (dev - want).abs() / want;
     eprintln!("{name}: device step (f32) loss {dev:.9} (rel {rel:.1e})");

@@ -4,14 +4,11 @@
 //! (per-head q/k RMSNorm before RoPE, as Hugging Face's Qwen3Attention). CI needs no PyTorch: the
 //! fixtures are committed with the script that made them.
 
+mod common;
+
 use std::path::PathBuf;
 
-use malus::device::CpuDevice;
-use malus::kernels::plan::{DwPlacement, Plan};
 use malus::model::{Config, Params};
-use malus::train::Step;
-use malus_cpu::Numerics;
-use malus_mil::DType;
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
@@ -71,15 +68,7 @@ fn matches_fixture(file: &str, qk_norm: bool) {
         .collect();
     let want_loss = f64::from_le_bytes(st.tensor("loss").unwrap().data().try_into().unwrap());
 
-    let plan = Plan::new(&c, DType::Fp32, DwPlacement::Device).unwrap();
-    let mut step = Step::new(
-        &plan,
-        &CpuDevice {
-            numerics: Numerics::F32,
-        },
-    )
-    .unwrap();
-    step.stage(&p).unwrap();
+    let mut step = common::f32_step(&c, &p);
     let loss = step.forward(&p, &toks).unwrap();
     assert!(
         (loss - want_loss).abs() < 1e-5 * want_loss,

@@ -1,6 +1,8 @@
 //! The training loop end to end on a tiny model: loss falls, an interrupted and resumed run logs
 //! exactly the same losses as an uninterrupted one, and bad input gives named errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,25 +198,13 @@ fn a_failed_checkpoint_write_never_replaces_a_good_one() {
 /// into a matrix) gives the same loss as staging everything afresh.
 #[test]
 fn restage_writes_only_the_changed_blocks() {
-    use malus::device::CpuDevice;
-    use malus::kernels::plan::{DwPlacement, Plan};
     use malus::model::Params;
-    use malus::train::step::Step;
     let c = Config::preset("tiny").unwrap();
-    let plan = Plan::new(&c, malus_mil::DType::Fp32, DwPlacement::Device).unwrap();
-    let dev = CpuDevice {
-        numerics: malus_cpu::Numerics::F32,
-    };
     let toks: Vec<u32> = (0..=c.seq as u32).map(|i| (i * 7 + 3) % c.vocab as u32).collect();
     let p0 = Params::init(&c, 1);
-    let mut step = Step::new(&plan, &dev).unwrap();
-    step.stage(&p0).unwrap();
+    let mut step = common::f32_step(&c, &p0);
     let loss0 = step.forward(&p0, &toks).unwrap();
-    let fresh = |p: &Params| {
-        let mut s = Step::new(&plan, &dev).unwrap();
-        s.stage(p).unwrap();
-        s.forward(p, &toks).unwrap()
-    };
+    let fresh = |p: &Params| common::f32_step(&c, p).forward(p, &toks).unwrap();
     let ids = &p0.layers[1];
     for (what, tensor) in [
         ("wq", ids.wq),
@@ -273,18 +263,12 @@ fn a_qk_norm_model_trains_checkpoints_and_samples() {
 /// backward starts from clean accumulators (its gradients equal a fresh step's), tied or not.
 #[test]
 fn lent_gradients_come_back_clean() {
-    use malus::device::CpuDevice;
-    use malus::kernels::plan::{DwPlacement, Plan};
     use malus::model::Params;
     use malus::train::step::Step;
     for tied in [true, false] {
         let mut c = Config::preset("tiny").unwrap();
         c.tied = tied;
         c.kv_heads = 2;
-        let plan = Plan::new(&c, malus_mil::DType::Fp32, DwPlacement::Device).unwrap();
-        let dev = CpuDevice {
-            numerics: malus_cpu::Numerics::F32,
-        };
         let p = Params::init(&c, 3);
         let toks =
             |k: u32| -> Vec<u32> { (0..=c.seq as u32).map(|i| (i * k + 1) % c.vocab as u32).collect() };
@@ -293,8 +277,7 @@ fn lent_gradients_come_back_clean() {
             step.backward(2.0).unwrap();
             step.take_grads(&p, 2.0).clone()
         };
-        let mut step = Step::new(&plan, &dev).unwrap();
-        step.stage(&p).unwrap();
+        let mut step = common::f32_step(&c, &p);
         let g1 = grads(&mut step, &toks(7));
         for (g, t) in g1.tensors.iter().zip(&p.tensors) {
             assert_eq!(
@@ -306,9 +289,7 @@ fn lent_gradients_come_back_clean() {
         let again = step.take_grads(&p, 2.0);
         assert!(again.tensors.iter().all(|t| t.data.iter().all(|&v| v == 0.0)));
         let g2 = grads(&mut step, &toks(11));
-        let mut fresh = Step::new(&plan, &dev).unwrap();
-        fresh.stage(&p).unwrap();
-        assert_eq!(g2, grads(&mut fresh, &toks(11)), "tied {tied}");
+        assert_eq!(g2, grads(&mut common::f32_step(&c, &p), &toks(11)), "tied {tied}");
         assert_ne!(g1, g2);
     }
 }

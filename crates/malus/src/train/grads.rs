@@ -62,7 +62,7 @@ impl Accum {
         }
     }
 
-    pub fn zero(&mut self) {
+    fn zero(&mut self) {
         for l in &mut self.layers {
             for v in [
                 &mut l.wq,
