@@ -3,14 +3,7 @@
 //!
 //! Run: `cargo run --release --example train_loop`
 
-use malus::data::Tok;
-use malus::device::CpuDevice;
-use malus::kernels::plan::{DwPlacement, Plan};
-use malus::model::{Config, Params};
-use malus::train::Step;
-use malus::train::optim::{AdamWConfig, Optimizer};
-use malus_cpu::Numerics;
-use malus_mil::DType;
+use malus::{AdamWConfig, CompiledModel, Config, Device, Dw, Numerics, Optimizer, Params, Plan, Tok};
 
 fn main() -> anyhow::Result<()> {
     // A tiny Llama and some text to learn.
@@ -22,15 +15,11 @@ fn main() -> anyhow::Result<()> {
         ..Config::preset("tiny")?
     };
 
-    // Parameters, the compiled kernels (on the CPU executor here; `AneDevice` on a Mac), AdamW.
+    // Parameters, the kernels compiled once on a device (the CPU executor here;
+    // `Device::open(DeviceChoice::Auto, …)` takes the Neural Engine on a Mac), AdamW.
     let mut params = Params::init(&config, 0);
-    let plan = Plan::new(&config, DType::Fp32, DwPlacement::Device)?;
-    let mut model = Step::new(
-        &plan,
-        &CpuDevice {
-            numerics: Numerics::F32,
-        },
-    )?;
+    let device = Device::cpu(Numerics::F32);
+    let mut model = CompiledModel::new(&Plan::for_device(&config, &device, Dw::Auto)?, &device)?;
     model.stage(&params)?;
     let mut opt = Optimizer::adamw(&params, AdamWConfig::default());
 

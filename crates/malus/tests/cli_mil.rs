@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+// The .npy reader/writer is the command's code; compile it in here too.
+#[allow(dead_code)]
+#[path = "../src/bin/malus/npy.rs"]
+mod npy;
+
 fn malus(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_malus"))
         .args(args)
@@ -95,7 +100,7 @@ fn fmt_prints_a_fixed_point_in_either_spelling() {
 
 #[test]
 fn run_executes_a_real_program_with_npy_inputs_and_outputs() {
-    use malus::npy::{self, Array};
+    use npy::Array;
     let dir = std::env::temp_dir().join(format!("malus-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let x: Vec<f32> = (0..10).map(|i| i as f32 * 0.5).collect();

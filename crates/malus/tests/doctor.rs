@@ -3,11 +3,16 @@
 
 use std::process::Command;
 
-use malus::probe::{self, OsInfo, Probe, Report, SCHEMA, compare, reference, run_probe, run_probes};
+// The probe is the command's code (it lives beside `main.rs`); compile it in here too.
+#[allow(dead_code)]
+#[path = "../src/bin/malus/probe.rs"]
+mod probe;
+
 use malus_ane::fake::{FakeBackend, FakeConfig};
 use malus_ane::{Ane, AneConfig, CompileCounter};
 use malus_cpu::Numerics;
 use malus_mil::lint::Target;
+use probe::{OsInfo, Probe, Report, SCHEMA, compare, reference, run_probe, run_probes};
 
 fn malus(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_malus"))

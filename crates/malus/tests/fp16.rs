@@ -7,29 +7,16 @@
 //! expected and they partly cancel in norms. We require each tensor's gradient to agree in
 //! direction (cosine ≥ 0.999) and in norm-wise relative error ≤ 3e-2, and the loss to 1e-2.
 
-use malus::device::CpuDevice;
-use malus::kernels::plan::{DwPlacement, Plan};
-use malus::model::{Config, Params};
-use malus::rng::Rng;
-use malus::train::Step;
-use malus_cpu::Numerics;
-use malus_mil::DType;
+mod common;
 
-fn run(c: &Config, p: &Params, toks: &[u32], dtype: DType, numerics: Numerics, scale: f32) -> (f64, Params) {
-    let plan = Plan::new(c, dtype, DwPlacement::Device).unwrap();
-    let mut step = Step::new(&plan, &CpuDevice { numerics }).unwrap();
-    step.stage(p).unwrap();
-    let loss = step.forward(p, toks).unwrap();
-    step.backward(scale).unwrap();
-    (loss, step.acc.to_grads(p, scale))
-}
+use common::{loss_and_grads, tokens};
+use malus::{Config, Device, Dw, Numerics, Params};
 
 fn compare(c: &Config, scale: f32) -> (f64, f64) {
     let p = Params::init(c, 21);
-    let mut r = Rng::new(4);
-    let toks: Vec<u32> = (0..=c.seq).map(|_| r.below(c.vocab as u64) as u32).collect();
-    let (l32, g32) = run(c, &p, &toks, DType::Fp32, Numerics::F32, 1.0);
-    let (l16, g16) = run(c, &p, &toks, DType::Fp16, Numerics::Fp16, scale);
+    let toks = tokens(c, 4);
+    let (l32, g32) = loss_and_grads(c, &p, &toks, &Device::cpu(Numerics::F32), Dw::Device, 1.0);
+    let (l16, g16) = loss_and_grads(c, &p, &toks, &Device::cpu(Numerics::Fp16), Dw::Device, scale);
     assert!((l16 - l32).abs() < 1e-2 * l32, "loss fp16 {l16} vs f32 {l32}");
     let mut worst_rel: f64 = 0.0;
     let mut worst_cos: f64 = 1.0;

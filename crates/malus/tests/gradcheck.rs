@@ -1,19 +1,12 @@
 //! The device step (kernels on the CPU executor) against a separately written f64 reference of
 //! the same model: the loss agrees, and gradients match central finite differences.
 
-use malus::device::CpuDevice;
-use malus::kernels::plan::{DwPlacement, Plan};
-use malus::model::{Config, Params};
+mod common;
+
+use common::{loss_and_grads, tokens};
 use malus::reference;
 use malus::rng::Rng;
-use malus::train::Step;
-use malus_cpu::Numerics;
-use malus_mil::DType;
-
-fn tokens(c: &Config, seed: u64) -> Vec<u32> {
-    let mut r = Rng::new(seed);
-    (0..=c.seq).map(|_| r.below(c.vocab as u64) as u32).collect()
-}
+use malus::{Config, Device, Dw, Numerics, Params};
 
 /// Random init with norm weights moved away from 1, so the RMSNorm-weight folding is exercised.
 fn params(c: &Config) -> Params {
@@ -27,21 +20,9 @@ fn params(c: &Config) -> Params {
     p
 }
 
-fn device_grads(
-    c: &Config,
-    p: &Params,
-    toks: &[u32],
-    dtype: DType,
-    numerics: Numerics,
-    scale: f32,
-    dw: DwPlacement,
-) -> (f64, Params) {
-    let plan = Plan::new(c, dtype, dw).unwrap();
-    let mut step = Step::new(&plan, &CpuDevice { numerics }).unwrap();
-    step.stage(p).unwrap();
-    let loss = step.forward(p, toks).unwrap();
-    step.backward(scale).unwrap();
-    (loss, step.acc.to_grads(p, scale))
+/// Loss and gradients of the device step on the CPU executor in f32.
+fn device_grads(c: &Config, p: &Params, toks: &[u32], dw: Dw) -> (f64, Params) {
+    loss_and_grads(c, p, toks, &Device::cpu(Numerics::F32), dw, 1.0)
 }
 
 /// Indices to probe in a tensor: the largest-gradient entries and a few random ones.
@@ -56,7 +37,7 @@ fn probes(g: &[f32], r: &mut Rng) -> Vec<usize> {
 fn check(c: &Config) {
     let p = params(c);
     let toks = tokens(c, 3);
-    let (loss, g) = device_grads(c, &p, &toks, DType::Fp32, Numerics::F32, 1.0, DwPlacement::Device);
+    let (loss, g) = device_grads(c, &p, &toks, Dw::Device);
     let want = reference::loss(c, &p, &toks);
     assert!(
         (loss - want).abs() < 1e-5 * want,
@@ -126,16 +107,8 @@ fn host_dw_placement_gives_the_same_gradients() {
     c.qk_norm = true;
     let p = params(&c);
     let toks = tokens(&c, 8);
-    let (_, dev) = device_grads(
-        &c,
-        &p,
-        &toks,
-        DType::Fp32,
-        Numerics::F32,
-        1.0,
-        DwPlacement::Device,
-    );
-    let (_, host) = device_grads(&c, &p, &toks, DType::Fp32, Numerics::F32, 1.0, DwPlacement::Host);
+    let (_, dev) = device_grads(&c, &p, &toks, Dw::Device);
+    let (_, host) = device_grads(&c, &p, &toks, Dw::Host);
     for (a, b) in dev.tensors.iter().zip(&host.tensors) {
         let scale = b.data.iter().fold(0f32, |m, x| m.max(x.abs()));
         for (x, y) in a.data.iter().zip(&b.data) {

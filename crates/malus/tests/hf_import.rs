@@ -164,8 +164,7 @@ fn tiny_tokenizer(path: &Path, n: usize) {
 
 #[test]
 fn trainer_starts_from_the_imported_weights_and_resume_takes_precedence() {
-    use malus::train::settings::DeviceChoice;
-    use malus::train::{Settings, Trainer};
+    use malus::{DeviceChoice, Settings, Trainer};
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
@@ -188,18 +187,18 @@ fn trainer_starts_from_the_imported_weights_and_resume_takes_precedence() {
     let (_, imported) = hf::load(&src, 32).unwrap();
     let mut t = Trainer::new(s.clone(), false).unwrap();
     assert!(
-        t.params == imported,
+        *t.params() == imported,
         "the run must start from the imported weights"
     );
     t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
-    assert!(t.params != imported, "training changed nothing");
-    let trained = t.params.clone();
+    assert!(*t.params() != imported, "training changed nothing");
+    let trained = t.params().clone();
 
     s.steps = 3;
     let t = Trainer::new(s.clone(), true).unwrap();
-    assert_eq!(t.step_no, 2);
+    assert_eq!(t.step_no(), 2);
     assert!(
-        t.params == trained,
+        *t.params() == trained,
         "a resumed run continues from its checkpoint, not the import"
     );
 

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use malus::data::shards::write_tokens;
-use malus::model::Config;
-use malus::train::settings::DeviceChoice;
-use malus::train::{Metrics, Settings, Trainer};
+use malus::{CompiledModel, Config, DeviceChoice, Dw, Metrics, Params, Settings, Trainer};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -83,10 +81,10 @@ fn resumed_run_logs_the_same_losses_as_an_uninterrupted_one() {
         }
     })
     .unwrap();
-    assert_eq!(t.step_no, 3);
+    assert_eq!(t.step_no(), 3);
     drop(t);
     let mut t = Trainer::new(settings(&b), true).unwrap();
-    assert_eq!(t.step_no, 3);
+    assert_eq!(t.step_no(), 3);
     t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
     assert_eq!(
         losses(&b),
@@ -193,18 +191,20 @@ fn a_failed_checkpoint_write_never_replaces_a_good_one() {
     malus::checkpoint::Checkpoint::load(&newest).unwrap();
 }
 
-/// `restage` rewrites exactly the blocks whose tensors are flagged as changed: an unflagged
-/// change stays invisible to the kernels, a flagged one (or a change of the norm weight folded
-/// into a matrix) gives the same loss as staging everything afresh.
-#[test]
-fn restage_writes_only_the_changed_blocks() {
-    use malus::model::Params;
+// `restage` rewrites exactly the blocks whose tensors are flagged as changed: an unflagged
+// change stays invisible to the kernels, a flagged one (or a change of the norm weight folded
+// into a matrix) gives the same loss as staging everything afresh.
+test_device!(restage_writes_only_the_changed_blocks, |device| {
     let c = Config::preset("tiny").unwrap();
     let toks: Vec<u32> = (0..=c.seq as u32).map(|i| (i * 7 + 3) % c.vocab as u32).collect();
     let p0 = Params::init(&c, 1);
-    let mut step = common::f32_step(&c, &p0);
+    let mut step = common::compiled(&c, &p0, &device, Dw::Device);
     let loss0 = step.forward(&p0, &toks).unwrap();
-    let fresh = |p: &Params| common::f32_step(&c, p).forward(p, &toks).unwrap();
+    let fresh = |p: &Params| {
+        common::compiled(&c, p, &device, Dw::Device)
+            .forward(p, &toks)
+            .unwrap()
+    };
     let ids = &p0.layers[1];
     for (what, tensor) in [
         ("wq", ids.wq),
@@ -225,7 +225,7 @@ fn restage_writes_only_the_changed_blocks() {
         step.stage(&p0).unwrap();
     }
     assert!(step.restage(&p0, &[true]).is_err());
-}
+});
 
 /// A Qwen3-style model (GQA, q/k norm) trains end to end: validation loss falls, the norm
 /// weights move and are checkpointed, and the checkpoint samples.
@@ -253,8 +253,8 @@ fn a_qk_norm_model_trains_checkpoints_and_samples() {
         seed: 1,
         stop: None,
     };
-    let text =
-        malus::generate::generate(&ck.meta.config, &ck.params, &t.tok, "It is", &opts, |_| {}).unwrap();
+    let text = malus::generate::generate(&ck.meta.config, &ck.params, t.tokenizer(), "It is", &opts, |_| {})
+        .unwrap();
     assert!(!text.is_empty());
 }
 
@@ -263,8 +263,6 @@ fn a_qk_norm_model_trains_checkpoints_and_samples() {
 /// backward starts from clean accumulators (its gradients equal a fresh step's), tied or not.
 #[test]
 fn lent_gradients_come_back_clean() {
-    use malus::model::Params;
-    use malus::train::step::Step;
     for tied in [true, false] {
         let mut c = Config::preset("tiny").unwrap();
         c.tied = tied;
@@ -272,7 +270,7 @@ fn lent_gradients_come_back_clean() {
         let p = Params::init(&c, 3);
         let toks =
             |k: u32| -> Vec<u32> { (0..=c.seq as u32).map(|i| (i * k + 1) % c.vocab as u32).collect() };
-        let grads = |step: &mut Step, t: &[u32]| {
+        let grads = |step: &mut CompiledModel, t: &[u32]| {
             step.forward(&p, t).unwrap();
             step.backward(2.0).unwrap();
             step.take_grads(&p, 2.0).clone()

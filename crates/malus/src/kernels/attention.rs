@@ -8,8 +8,10 @@
 use anyhow::{Result, anyhow};
 use malus_mil::Var;
 
-use super::common::{Axis, Layout, Mil};
-use super::{Consts, KernelDef, Shape};
+use super::dw::{self, Term};
+use super::packing::block::*;
+use super::packing::{Axis, Block, Packing};
+use super::{Consts, KernelDef, KernelId, Mil, Shape};
 
 /// Width of the q/k-norm weight block of the attention input: column 0 is the q_norm weight,
 /// column 1 the k_norm weight, each in rows `0..head_dim` (the rest is zero). Two columns would
@@ -21,18 +23,24 @@ pub const NORM_BLOCK: usize = 32;
 /// input per layer serves both kernels and weights are staged once per update:
 /// `wq` = W̃qᵀ (dim × q), `wk`/`wv` = W̃k/vᵀ (dim × kv), `wo` = Wo as is (dim × q), and with
 /// q/k norm `qk_norm` ([`norm_block`]).
-fn weight_blocks(s: &Shape) -> Vec<(&'static str, usize)> {
-    let mut b = vec![("wq", s.q), ("wk", s.kv), ("wv", s.kv), ("wo", s.q)];
+fn weight_blocks(s: &Shape) -> Vec<(Block, usize)> {
+    let mut b = vec![(WQ, s.q_dim), (WK, s.kv_dim), (WV, s.kv_dim), (WO, s.q_dim)];
     if s.qk_norm {
-        b.push(("qk_norm", NORM_BLOCK));
+        b.push((QK_NORM, NORM_BLOCK));
     }
     b
 }
 
-pub fn backward_layout(s: &Shape) -> Layout {
-    let mut b = vec![("dx2", s.seq), ("x", s.seq)];
+/// The input of the forward and the backward: `dx2` (the incoming gradient, unused by the
+/// forward) and `x` (`[dim, seq]` each), then the weights.
+pub fn input(s: &Shape) -> Packing {
+    let mut b = vec![(DX2, s.seq), (X, s.seq)];
     b.extend(weight_blocks(s));
-    Layout::new(Axis::Spatial, s.dim, &b)
+    Packing::new(Axis::Spatial, s.dim, &b)
+}
+
+pub fn forward_output(s: &Shape) -> Packing {
+    Packing::new(Axis::Channel, s.seq, &[(X2, s.dim)])
 }
 
 /// The staged `qk_norm` block, row-major `[dim, NORM_BLOCK]`.
@@ -48,36 +56,59 @@ pub fn norm_block(s: &Shape, q_norm: &[f32], k_norm: &[f32]) -> Vec<f32> {
 /// What the backward hands to the dW kernel (and to the host for `--dw host`). With q/k norm,
 /// `gq`/`gk` are Σ_heads q̂ ⊙ ∂L/∂q_normed per token (`[hd, seq]`); their sum over tokens is the
 /// norm weights' gradient.
-pub fn backward_output_layout(s: &Shape) -> Layout {
+pub fn backward_output(s: &Shape) -> Packing {
     let mut b = vec![
-        ("dx", s.dim),
-        ("xhat", s.dim),
-        ("dq", s.q),
-        ("dk", s.kv),
-        ("dv", s.kv),
-        ("o", s.q),
+        (DX, s.dim),
+        (XHAT, s.dim),
+        (DQ, s.q_dim),
+        (DK, s.kv_dim),
+        (DV, s.kv_dim),
+        (O, s.q_dim),
     ];
     if s.qk_norm {
-        b.extend([("gq", s.head_dim), ("gk", s.head_dim)]);
+        b.extend([(GQ, s.head_dim), (GK, s.head_dim)]);
     }
-    Layout::new(Axis::Channel, s.seq, &b)
+    Packing::new(Axis::Channel, s.seq, &b)
 }
 
 /// The dW kernel's input: the backward output with `dx` replaced by the incoming `dx2`.
-pub fn dw_layout(s: &Shape) -> Layout {
-    let mut l = backward_output_layout(s);
-    l.slots[0].name = "dx2".into();
-    l
+pub fn dw_input(s: &Shape) -> Packing {
+    backward_output(s).with_first(DX2)
 }
 
 /// dW̃q (q × dim), dW̃k, dW̃v (kv × dim), dWoᵀ (q × dim); with q/k norm one row each for the
 /// q_norm and k_norm weight gradients (the first `head_dim` of `dim` columns).
-pub fn dw_output_layout(s: &Shape) -> Layout {
-    let mut b = vec![("dwq", s.q), ("dwk", s.kv), ("dwv", s.kv), ("dwo_t", s.q)];
-    if s.qk_norm {
-        b.extend([("dq_norm", 1), ("dk_norm", 1)]);
+pub fn dw_output(s: &Shape) -> Packing {
+    let rows: Vec<(Block, usize)> = dw_terms(s)
+        .iter()
+        .map(|t| (t.out(), dw_rows(s, t.out())))
+        .collect();
+    Packing::new(Axis::Channel, s.dim, &rows)
+}
+
+fn dw_rows(s: &Shape, b: Block) -> usize {
+    match b {
+        DWQ | DWO_T => s.q_dim,
+        DWK | DWV => s.kv_dim,
+        _ => 1,
     }
-    Layout::new(Axis::Channel, s.dim, &b)
+}
+
+/// dW̃q = dq·x̂ᵀ, dW̃k = dk·x̂ᵀ, dW̃v = dv·x̂ᵀ, dWoᵀ = α·o·dx2ᵀ; with q/k norm the norm weights'
+/// gradients are the taps summed over tokens.
+pub fn dw_terms(s: &Shape) -> Vec<Term> {
+    let p = |out, a, b, scaled| Term::Product { out, a, b, scaled };
+    let mut t = vec![
+        p(DWQ, DQ, XHAT, false),
+        p(DWK, DK, XHAT, false),
+        p(DWV, DV, XHAT, false),
+        p(DWO_T, O, DX2, true),
+    ];
+    if s.qk_norm {
+        t.push(Term::TokenSum { out: DQ_NORM, a: GQ });
+        t.push(Term::TokenSum { out: DK_NORM, a: GK });
+    }
+    t
 }
 
 /// One per-head RMSNorm (q or k) as the backward needs it: `[heads, hd, 1, S]` normalised
@@ -90,11 +121,11 @@ struct HeadNorm {
 }
 
 /// The q_norm and k_norm weights `[1, hd, 1, 1]`, cut from the input's `qk_norm` block.
-fn norm_weights(m: &mut Mil, x: &Var, inl: &Layout, s: &Shape) -> Result<Option<[Var; 2]>> {
+fn norm_weights(m: &mut Mil, x: &Var, inl: &Packing, s: &Shape) -> Result<Option<[Var; 2]>> {
     if !s.qk_norm {
         return Ok(None);
     }
-    let off = inl.slot("qk_norm")?.offset as i64;
+    let off = inl.slot(QK_NORM)?.offset as i64;
     let hd = s.head_dim as i64;
     let mut cut = |col: i64| {
         m.b.slice_by_size(x, &[0, 0, 0, off + col], &[1, hd, 1, 1])
@@ -107,7 +138,7 @@ fn norm_weights(m: &mut Mil, x: &Var, inl: &Layout, s: &Shape) -> Result<Option<
 /// all heads (Hugging Face Qwen3's q_norm/k_norm).
 fn head_norm(m: &mut Mil, s: &Shape, x: &Var, heads: usize, w: Var) -> Result<(Var, HeadNorm)> {
     let x4 = m.reshape(x, &[heads, s.head_dim, 1, s.seq])?;
-    let (hat, r) = m.rms_hat(&x4, s.eps)?;
+    let (hat, r) = m.rms_hat(&x4, s.norm_eps)?;
     let y = m.mul(&hat, &w)?;
     let y = m.reshape(&y, &[1, heads * s.head_dim, 1, s.seq])?;
     Ok((y, HeadNorm { heads, hat, r, w }))
@@ -150,7 +181,7 @@ fn forward_body(
     w: [&Var; 3],
     norm_w: Option<[Var; 2]>,
 ) -> Result<Fwd> {
-    let (xhat, r) = m.rms_hat(x, s.eps)?;
+    let (xhat, r) = m.rms_hat(x, s.norm_eps)?;
     let q = m.matmul(w[0], &xhat, true, false)?;
     let kk = m.matmul(w[1], &xhat, true, false)?;
     let v = m.matmul(w[2], &xhat, true, false)?;
@@ -183,7 +214,7 @@ fn forward_body(
     let oh =
         m.b.matmul(&vt, &p, false, true)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let o = m.reshape(&oh, &[1, s.q, 1, s.seq])?;
+    let o = m.reshape(&oh, &[1, s.q_dim, 1, s.seq])?;
     Ok(Fwd {
         xhat,
         r,
@@ -199,38 +230,38 @@ fn forward_body(
 /// `x2 = x + α·Wo·Attn(RoPE(W̃q x̂), RoPE(W̃k x̂), W̃v x̂)`, with each head of W̃q x̂ and W̃k x̂
 /// RMS-normalised (times its weight) before RoPE under q/k norm.
 pub fn forward(s: &Shape) -> Result<KernelDef> {
-    let inl = backward_layout(s);
+    let (inl, outl) = (input(s), forward_output(s));
     let mut m = Mil::new(s.dtype);
     let mut k = Consts::new(s);
     let x = m.input(&inl);
-    let xa = m.block(&x, &inl, "x")?;
-    let [wq, wk, wv, wo] = ["wq", "wk", "wv", "wo"].map(|n| m.block(&x, &inl, n));
-    let (wq, wk, wv, wo) = (wq?, wk?, wv?, wo?);
+    let [xa, wq, wk, wv, wo] = m.blocks(&x, &inl, [X, WQ, WK, WV, WO])?;
     let nw = norm_weights(&mut m, &x, &inl, s)?;
     let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv], nw)?;
     let y = m.matmul(&wo, &f.o, false, false)?;
-    let x2 = m.residual(&xa, &y, s.alpha)?;
-    let out = m.output(&[&x2])?;
-    let outl = Layout::new(Axis::Channel, s.seq, &[("x2", s.dim)]);
-    KernelDef::new("attn_fwd", m.finish(&out), k.into_weights(), inl, outl)
+    let x2 = m.residual(&xa, &y, s.residual_scale)?;
+    let out = m.output(&outl, &[(X2, &x2)])?;
+    KernelDef::new(KernelId::AttnFwd, m.finish(&out), k.into_weights(), inl, outl)
 }
 
 /// Backward dx of the attention block; also returns the taps the dW products need.
 pub fn backward(s: &Shape) -> Result<KernelDef> {
-    let inl = backward_layout(s);
+    backward_into(s, backward_output(s))
+}
+
+/// [`backward`] emitting into the output packing `outl` (the declared one, or in tests a
+/// mis-declared one, which the output check must refuse).
+fn backward_into(s: &Shape, outl: Packing) -> Result<KernelDef> {
+    let inl = input(s);
     let mut m = Mil::new(s.dtype);
     let mut k = Consts::new(s);
     let x = m.input(&inl);
-    let dx2 = m.block(&x, &inl, "dx2")?;
-    let xa = m.block(&x, &inl, "x")?;
-    let [wq, wk, wv, wo] = ["wq", "wk", "wv", "wo"].map(|n| m.block(&x, &inl, n));
-    let (wq, wk, wv, wo) = (wq?, wk?, wv?, wo?);
+    let [dx2, xa, wq, wk, wv, wo] = m.blocks(&x, &inl, [DX2, X, WQ, WK, WV, WO])?;
     let nw = norm_weights(&mut m, &x, &inl, s)?;
     let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv], nw)?;
     let e = |e: malus_mil::InferError| anyhow::anyhow!("{e}");
     // do = α·Woᵀ·dx2
     let do_ = m.matmul(&wo, &dx2, true, false)?;
-    let do_ = m.scale(&do_, s.alpha)?;
+    let do_ = m.scale(&do_, s.residual_scale)?;
     let doh = m.reshape(&do_, &[1, s.heads, s.head_dim, s.seq])?;
     // o = v·Pᵀ per head → dv = do·P, dP = doᵀ·v
     let dvt = m.b.matmul(&doh, &f.p, false, false).map_err(e)?;
@@ -244,9 +275,9 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     // scores = qᵀk → dq = k·dSᵀ, dk = q·dS
     let dqh = m.b.matmul(&f.kt, &ds, false, true).map_err(e)?;
     let dkt = m.b.matmul(&f.qh, &ds, false, false).map_err(e)?;
-    let dq = m.reshape(&dqh, &[1, s.q, 1, s.seq])?;
-    let dkt = m.reshape(&dkt, &[1, s.q, 1, s.seq])?;
-    let dvt = m.reshape(&dvt, &[1, s.q, 1, s.seq])?;
+    let dq = m.reshape(&dqh, &[1, s.q_dim, 1, s.seq])?;
+    let dkt = m.reshape(&dkt, &[1, s.q_dim, 1, s.seq])?;
+    let dvt = m.reshape(&dvt, &[1, s.q_dim, 1, s.seq])?;
     let group = s.heads / s.kv_heads;
     let dk = m.reduce_kv(&dkt, s.kv_heads, group)?;
     let dv = m.reduce_kv(&dvt, s.kv_heads, group)?;
@@ -271,49 +302,54 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     let dxhat = m.add(&ab, &c)?;
     let dnorm = m.rms_hat_backward(&f.xhat, &f.r, &dxhat)?;
     let dx = m.add(&dx2, &dnorm)?;
-    let mut parts = vec![&dx, &f.xhat, &dq, &dk, &dv, &f.o];
-    parts.extend(taps.iter());
-    let out = m.output(&parts)?;
-    KernelDef::new(
-        "attn_bwd",
-        m.finish(&out),
-        k.into_weights(),
-        inl,
-        backward_output_layout(s),
-    )
+    let mut parts = vec![
+        (DX, &dx),
+        (XHAT, &f.xhat),
+        (DQ, &dq),
+        (DK, &dk),
+        (DV, &dv),
+        (O, &f.o),
+    ];
+    parts.extend([GQ, GK].into_iter().zip(taps.iter()));
+    let out = m.output(&outl, &parts)?;
+    KernelDef::new(KernelId::AttnBwd, m.finish(&out), k.into_weights(), inl, outl)
 }
 
-/// Weight gradients, each a matmul contracting over tokens; the q/k norm weight gradients are
-/// the taps summed over tokens, laid out as `dim`-wide rows by a constant padding matmul.
+/// The weight gradients of [`dw_terms`].
 pub fn dw(s: &Shape) -> Result<KernelDef> {
-    let inl = dw_layout(s);
-    let mut m = Mil::new(s.dtype);
-    let mut k = Consts::new(s);
-    let x = m.input(&inl);
-    let [dx2, xhat, dq, dk, dv, o] = ["dx2", "xhat", "dq", "dk", "dv", "o"].map(|n| m.block(&x, &inl, n));
-    let (dx2, xhat, dq, dk, dv, o) = (dx2?, xhat?, dq?, dk?, dv?, o?);
-    let dwq = m.matmul(&dq, &xhat, false, true)?;
-    let dwk = m.matmul(&dk, &xhat, false, true)?;
-    let dwv = m.matmul(&dv, &xhat, false, true)?;
-    let dwo_t = m.matmul(&o, &dx2, false, true)?;
-    let dwo_t = m.scale(&dwo_t, s.alpha)?;
-    let mut rows = Vec::new();
-    if s.qk_norm {
-        let pad = k.head_pad(&mut m)?;
-        for tap in ["gq", "gk"] {
-            let g = m.block(&x, &inl, tap)?;
-            let g = m.b.reduce_sum(&g, &[3], true).map_err(|e| anyhow!("{e}"))?;
-            rows.push(m.matmul(&g, &pad, true, false)?);
+    dw::kernel(KernelId::AttnDw, s, dw_input(s), dw_output(s), &dw_terms(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Config;
+    use malus_mil::DType;
+
+    /// Under MHA `dq` and `dk` have the same shape, so swapping them in the declaration passes
+    /// every shape check; the output check by name must still refuse the kernel.
+    #[test]
+    fn a_mis_wired_output_block_is_refused() {
+        let s = Shape::new(&Config::preset("tiny").unwrap(), DType::Fp32).unwrap();
+        assert_eq!(s.q_dim, s.kv_dim);
+        let mut swapped = backward_output(&s);
+        let (i, j) = (swapped.slot(DQ).unwrap().offset, swapped.slot(DK).unwrap().offset);
+        assert_eq!(swapped.shape(), backward_output(&s).shape());
+        for slot in &mut swapped.slots {
+            slot.block = match slot.block {
+                DQ => DK,
+                DK => DQ,
+                b => b,
+            };
         }
+        assert_ne!(i, j);
+        let err = backward_into(&s, swapped).expect_err("a swapped declaration must not build");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("do not match the declared output"), "{msg}");
+        assert!(
+            msg.contains("dx, xhat, dq, dk") && msg.contains("dx, xhat, dk, dq"),
+            "{msg}"
+        );
+        backward_into(&s, backward_output(&s)).unwrap();
     }
-    let mut parts = vec![&dwq, &dwk, &dwv, &dwo_t];
-    parts.extend(rows.iter());
-    let out = m.output(&parts)?;
-    KernelDef::new(
-        "attn_dw",
-        m.finish(&out),
-        k.into_weights(),
-        inl,
-        dw_output_layout(s),
-    )
 }

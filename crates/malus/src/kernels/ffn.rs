@@ -4,48 +4,68 @@
 use anyhow::Result;
 use malus_mil::Var;
 
-use super::common::{Axis, Layout, Mil};
-use super::{KernelDef, Shape};
+use super::dw::{self, Term};
+use super::packing::block::*;
+use super::packing::{Axis, Packing};
+use super::{KernelDef, KernelId, Mil, Shape};
 
-/// `w1` = W̃1ᵀ, `w3` = W̃3ᵀ (dim × hidden), `w2` = W2 as is (dim × hidden).
-fn weight_blocks(s: &Shape) -> [(&'static str, usize); 3] {
-    [("w1", s.hidden), ("w3", s.hidden), ("w2", s.hidden)]
+/// The input of the forward and the backward: `dy` (the incoming gradient, unused by the
+/// forward) and `x2` (`[dim, seq]` each), then `w1` = W̃1ᵀ, `w3` = W̃3ᵀ and `w2` = W2 as is
+/// (dim × hidden each).
+pub fn input(s: &Shape) -> Packing {
+    Packing::new(
+        Axis::Spatial,
+        s.dim,
+        &[
+            (DY, s.seq),
+            (X2, s.seq),
+            (W1, s.hidden),
+            (W3, s.hidden),
+            (W2, s.hidden),
+        ],
+    )
 }
 
-pub fn backward_layout(s: &Shape) -> Layout {
-    let mut b = vec![("dy", s.seq), ("x2", s.seq)];
-    b.extend(weight_blocks(s));
-    Layout::new(Axis::Spatial, s.dim, &b)
+pub fn forward_output(s: &Shape) -> Packing {
+    Packing::new(Axis::Channel, s.seq, &[(X_NEXT, s.dim)])
 }
 
-pub fn backward_output_layout(s: &Shape) -> Layout {
-    Layout::new(
+pub fn backward_output(s: &Shape) -> Packing {
+    Packing::new(
         Axis::Channel,
         s.seq,
         &[
-            ("dx2", s.dim),
-            ("xhat", s.dim),
-            ("g", s.hidden),
-            ("dh1", s.hidden),
-            ("dh3", s.hidden),
+            (DX2, s.dim),
+            (XHAT, s.dim),
+            (G, s.hidden),
+            (DH1, s.hidden),
+            (DH3, s.hidden),
         ],
     )
 }
 
 /// The dW kernel's input: the backward output with `dx2` replaced by the incoming `dy`.
-pub fn dw_layout(s: &Shape) -> Layout {
-    let mut l = backward_output_layout(s);
-    l.slots[0].name = "dy".into();
-    l
+pub fn dw_input(s: &Shape) -> Packing {
+    backward_output(s).with_first(DY)
 }
 
 /// dW2 (dim × hidden), dW̃1ᵀ and dW̃3ᵀ (dim × hidden).
-pub fn dw_output_layout(s: &Shape) -> Layout {
-    Layout::new(
+pub fn dw_output(s: &Shape) -> Packing {
+    Packing::new(
         Axis::Channel,
         s.hidden,
-        &[("dw2", s.dim), ("dw1_t", s.dim), ("dw3_t", s.dim)],
+        &[(DW2, s.dim), (DW1_T, s.dim), (DW3_T, s.dim)],
     )
+}
+
+/// dW2 = α·dy·gᵀ, dW̃1ᵀ = x̂·dh1ᵀ, dW̃3ᵀ = x̂·dh3ᵀ.
+pub fn dw_terms() -> [Term; 3] {
+    let p = |out, a, b, scaled| Term::Product { out, a, b, scaled };
+    [
+        p(DW2, DY, G, true),
+        p(DW1_T, XHAT, DH1, false),
+        p(DW3_T, XHAT, DH3, false),
+    ]
 }
 
 struct Fwd {
@@ -58,7 +78,7 @@ struct Fwd {
 }
 
 fn forward_body(m: &mut Mil, s: &Shape, x2: &Var, w1: &Var, w3: &Var) -> Result<Fwd> {
-    let (xhat, r) = m.rms_hat(x2, s.eps)?;
+    let (xhat, r) = m.rms_hat(x2, s.norm_eps)?;
     let h1 = m.matmul(w1, &xhat, true, false)?;
     let h3 = m.matmul(w3, &xhat, true, false)?;
     // SiLU as h1·σ(h1), the form maderix runs on the ANE.
@@ -77,29 +97,26 @@ fn forward_body(m: &mut Mil, s: &Shape, x2: &Var, w1: &Var, w3: &Var) -> Result<
 
 /// `x' = x2 + α·W2·(SiLU(W̃1 x̂2) ⊙ W̃3 x̂2)`.
 pub fn forward(s: &Shape) -> Result<KernelDef> {
-    let inl = backward_layout(s);
+    let (inl, outl) = (input(s), forward_output(s));
     let mut m = Mil::new(s.dtype);
     let x = m.input(&inl);
-    let [x2, w1, w3, w2] = ["x2", "w1", "w3", "w2"].map(|n| m.block(&x, &inl, n));
-    let (x2, w1, w3, w2) = (x2?, w1?, w3?, w2?);
+    let [x2, w1, w3, w2] = m.blocks(&x, &inl, [X2, W1, W3, W2])?;
     let f = forward_body(&mut m, s, &x2, &w1, &w3)?;
     let y = m.matmul(&w2, &f.g, false, false)?;
-    let out = m.residual(&x2, &y, s.alpha)?;
-    let out = m.output(&[&out])?;
-    let outl = Layout::new(Axis::Channel, s.seq, &[("x_next", s.dim)]);
-    KernelDef::new("ffn_fwd", m.finish(&out), Default::default(), inl, outl)
+    let next = m.residual(&x2, &y, s.residual_scale)?;
+    let out = m.output(&outl, &[(X_NEXT, &next)])?;
+    KernelDef::new(KernelId::FfnFwd, m.finish(&out), Default::default(), inl, outl)
 }
 
 /// Backward dx of the FFN block (SiLU-gate backward and RMSNorm backward fused in).
 pub fn backward(s: &Shape) -> Result<KernelDef> {
-    let inl = backward_layout(s);
+    let (inl, outl) = (input(s), backward_output(s));
     let mut m = Mil::new(s.dtype);
     let x = m.input(&inl);
-    let [dy, x2, w1, w3, w2] = ["dy", "x2", "w1", "w3", "w2"].map(|n| m.block(&x, &inl, n));
-    let (dy, x2, w1, w3, w2) = (dy?, x2?, w1?, w3?, w2?);
+    let [dy, x2, w1, w3, w2] = m.blocks(&x, &inl, [DY, X2, W1, W3, W2])?;
     let f = forward_body(&mut m, s, &x2, &w1, &w3)?;
     let dg = m.matmul(&w2, &dy, true, false)?;
-    let dg = m.scale(&dg, s.alpha)?;
+    let dg = m.scale(&dg, s.residual_scale)?;
     // g = h1·σ·h3 → dh3 = dg·h1·σ; dh1 = dg·h3·σ·(1 + h1·(1 − σ))
     let silu = m.mul(&f.h1, &f.sig)?;
     let dh3 = m.mul(&dg, &silu)?;
@@ -115,33 +132,12 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     let dxhat = m.add(&a, &b)?;
     let dnorm = m.rms_hat_backward(&f.xhat, &f.r, &dxhat)?;
     let dx2 = m.add(&dy, &dnorm)?;
-    let out = m.output(&[&dx2, &f.xhat, &f.g, &dh1, &dh3])?;
-    KernelDef::new(
-        "ffn_bwd",
-        m.finish(&out),
-        Default::default(),
-        inl,
-        backward_output_layout(s),
-    )
+    let parts = [(DX2, &dx2), (XHAT, &f.xhat), (G, &f.g), (DH1, &dh1), (DH3, &dh3)];
+    let out = m.output(&outl, &parts)?;
+    KernelDef::new(KernelId::FfnBwd, m.finish(&out), Default::default(), inl, outl)
 }
 
-/// Weight gradients, each a matmul contracting over tokens.
+/// The weight gradients of [`dw_terms`].
 pub fn dw(s: &Shape) -> Result<KernelDef> {
-    let inl = dw_layout(s);
-    let mut m = Mil::new(s.dtype);
-    let x = m.input(&inl);
-    let [dy, xhat, g, dh1, dh3] = ["dy", "xhat", "g", "dh1", "dh3"].map(|n| m.block(&x, &inl, n));
-    let (dy, xhat, g, dh1, dh3) = (dy?, xhat?, g?, dh1?, dh3?);
-    let dw2 = m.matmul(&dy, &g, false, true)?;
-    let dw2 = m.scale(&dw2, s.alpha)?;
-    let dw1 = m.matmul(&xhat, &dh1, false, true)?;
-    let dw3 = m.matmul(&xhat, &dh3, false, true)?;
-    let out = m.output(&[&dw2, &dw1, &dw3])?;
-    KernelDef::new(
-        "ffn_dw",
-        m.finish(&out),
-        Default::default(),
-        inl,
-        dw_output_layout(s),
-    )
+    dw::kernel(KernelId::FfnDw, s, dw_input(s), dw_output(s), &dw_terms())
 }

@@ -1,206 +1,166 @@
-//! The device kernels of a training step, each a MIL function with a declared layout.
+//! The device kernels of a training step, each a MIL function with declared packings, and the
+//! table that lists them.
 //!
-//! Conventions (see docs/plan.md):
-//! - Activations are `[1, C, 1, S]`, channel-major; every kernel has one input and one output.
+//! Conventions (docs/plan.md):
+//! - Activations are `[1, C, 1, S]`, channel-major; every kernel has one input and one output,
+//!   each a [`Packing`] of named blocks declared once by the kernel's file.
 //! - Weights that train travel inside the input, packed along the width next to the activations
-//!   (ane-facts.md B.5), so kernels compile once and are shared by every layer.
+//!   (docs/ane-restrictions.md, dynamic weights), so kernels compile once and every layer
+//!   shares them.
 //! - RMSNorm weights are folded into the staged matrices that follow them (W̃ = W·diag(w)); the
-//!   kernels only normalise, and the host turns dW̃ into dW and dw once per optimizer step.
+//!   kernels only normalise, and `train::staging` turns dW̃ into dW and dw once per update.
 //!   Qwen3's per-head q/k norm weights cannot be folded (RoPE sits between them and the
 //!   scores), so they travel as two columns of the attention input instead.
 //! - Backward kernels recompute their block's forward from its input (one activation tap per
 //!   block), which keeps the step's host↔device traffic small.
+//!
+//! Adding a kernel: a builder in one file, declaring its packings, and a row of [`KERNELS`].
 
 pub mod attention;
 pub mod classifier;
-pub mod common;
-pub mod cost;
+mod consts;
+pub mod dw;
 pub mod ffn;
-pub mod plan;
-pub mod report;
+mod mil;
+pub mod packing;
+mod shape;
 
 use anyhow::{Context, Result, ensure};
 use malus_mil::lint::{Target, lint};
-use malus_mil::{DType, Program, Severity, Type, Weights};
+use malus_mil::{DType, Program, Severity, Weights};
 
-use crate::model::Config;
-use common::{Layout, Mil};
+pub use consts::{Consts, MASK_NEG};
+pub use mil::Mil;
+pub use packing::{Axis, Block, Packing, Role, Slot, block};
+pub use shape::{MAX_EXTENT, Shape};
 
-/// The dimensions every kernel builder needs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Shape {
-    pub dim: usize,
-    pub hidden: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub q: usize,
-    pub kv: usize,
-    pub seq: usize,
-    pub vocab: usize,
-    /// Vocabulary rows per classifier call (padded with zero rows past `vocab`).
-    pub vocab_chunk: usize,
-    pub vocab_chunks: usize,
-    pub eps: f64,
-    pub alpha: f64,
-    pub theta: f64,
-    /// Qwen3's per-head RMSNorm of q and k before RoPE (weights packed in the attention input).
-    pub qk_norm: bool,
-    pub dtype: DType,
+/// Every kernel of a step. The order is the order of [`KERNELS`] and of the plan report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelId {
+    AttnFwd,
+    FfnFwd,
+    ClsFwd,
+    ClsBwd,
+    ClsDw,
+    NormBwd,
+    FfnBwd,
+    FfnDw,
+    AttnBwd,
+    AttnDw,
 }
 
-/// Largest extent of an axis on the strictest chip family (ANEForge: 16384 on A13–A15).
-pub const MAX_EXTENT: usize = 16384;
+/// How often a kernel runs per micro-step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Calls {
+    PerLayer,
+    PerVocabChunk,
+    Once,
+}
 
-impl Shape {
-    pub fn new(c: &Config, dtype: DType) -> Result<Shape> {
-        c.validate()?;
-        ensure!(
-            !c.qk_norm || c.head_dim <= c.dim,
-            "per-head q/k RMSNorm needs head_dim ({}) ≤ dim ({}): its weights travel as columns of \
-             the attention input, which has dim channels",
-            c.head_dim,
-            c.dim
-        );
-        let max_chunk = (MAX_EXTENT - c.seq) / 32 * 32;
-        ensure!(
-            max_chunk >= 32,
-            "seq {} leaves no room for a classifier chunk",
-            c.seq
-        );
-        let chunks = c.vocab.div_ceil(max_chunk);
-        let chunk = c.vocab.div_ceil(chunks).div_ceil(32) * 32;
-        Ok(Shape {
-            dim: c.dim,
-            hidden: c.hidden,
-            heads: c.heads,
-            kv_heads: c.kv_heads,
-            head_dim: c.head_dim,
-            q: c.q_dim(),
-            kv: c.kv_dim(),
-            seq: c.seq,
-            vocab: c.vocab,
-            vocab_chunk: chunk,
-            vocab_chunks: chunks,
-            eps: c.norm_eps,
-            alpha: c.residual_scale,
-            theta: c.rope_theta,
-            qk_norm: c.qk_norm,
-            dtype,
-        })
+/// One row of the kernel table.
+pub struct KernelEntry {
+    pub id: KernelId,
+    pub name: &'static str,
+    pub calls: Calls,
+    /// A weight-gradient kernel: built only when dW runs on the device.
+    pub dw: bool,
+    pub build: fn(&Shape) -> Result<KernelDef>,
+}
+
+const fn entry(
+    id: KernelId,
+    name: &'static str,
+    calls: Calls,
+    dw: bool,
+    build: fn(&Shape) -> Result<KernelDef>,
+) -> KernelEntry {
+    KernelEntry {
+        id,
+        name,
+        calls,
+        dw,
+        build,
     }
 }
 
-/// Constant tables baked into kernels as blob constants (they never change): RoPE cos/sin, the
-/// causal mask and the head-dim padding matrix.
-pub struct Consts<'s> {
-    s: &'s Shape,
-    weights: Weights,
-    offsets: std::collections::HashMap<&'static str, u64>,
-}
+/// The kernel table: every kernel with its builder, call count and placement.
+pub const KERNELS: [KernelEntry; 10] = [
+    entry(
+        KernelId::AttnFwd,
+        "attn_fwd",
+        Calls::PerLayer,
+        false,
+        attention::forward,
+    ),
+    entry(KernelId::FfnFwd, "ffn_fwd", Calls::PerLayer, false, ffn::forward),
+    entry(
+        KernelId::ClsFwd,
+        "cls_fwd",
+        Calls::PerVocabChunk,
+        false,
+        classifier::forward,
+    ),
+    entry(
+        KernelId::ClsBwd,
+        "cls_bwd",
+        Calls::PerVocabChunk,
+        false,
+        classifier::backward,
+    ),
+    entry(
+        KernelId::ClsDw,
+        "cls_dw",
+        Calls::PerVocabChunk,
+        true,
+        classifier::dw,
+    ),
+    entry(
+        KernelId::NormBwd,
+        "norm_bwd",
+        Calls::Once,
+        false,
+        classifier::norm_backward,
+    ),
+    entry(KernelId::FfnBwd, "ffn_bwd", Calls::PerLayer, false, ffn::backward),
+    entry(KernelId::FfnDw, "ffn_dw", Calls::PerLayer, true, ffn::dw),
+    entry(
+        KernelId::AttnBwd,
+        "attn_bwd",
+        Calls::PerLayer,
+        false,
+        attention::backward,
+    ),
+    entry(KernelId::AttnDw, "attn_dw", Calls::PerLayer, true, attention::dw),
+];
 
-/// The weight file that holds the constant tables.
-const CONSTS_FILE: &str = "@model_path/weights/consts.bin";
+impl KernelId {
+    pub fn entry(self) -> &'static KernelEntry {
+        &KERNELS[self as usize]
+    }
 
-/// Additive mask value: large enough that exp underflows to 0 in fp16 and f32, small enough that
-/// adding it to a score never overflows fp16.
-pub const MASK_NEG: f64 = -30000.0;
+    pub fn name(self) -> &'static str {
+        self.entry().name
+    }
 
-impl<'s> Consts<'s> {
-    pub fn new(s: &'s Shape) -> Consts<'s> {
-        Consts {
-            s,
-            weights: Weights::new(),
-            offsets: Default::default(),
+    /// Calls per micro-step (one sequence, forward and backward).
+    pub fn calls(self, s: &Shape, layers: usize) -> usize {
+        match self.entry().calls {
+            Calls::PerLayer => layers,
+            Calls::PerVocabChunk => s.vocab_chunks,
+            Calls::Once => 1,
         }
-    }
-
-    fn table(
-        &mut self,
-        m: &mut Mil,
-        name: &'static str,
-        dims: &[usize],
-        f: impl Fn(&[usize]) -> f64,
-    ) -> Result<malus_mil::Var> {
-        let off = match self.offsets.get(name) {
-            Some(&o) => o,
-            None => {
-                let n: usize = dims.iter().product();
-                let vals: Vec<f32> = (0..n)
-                    .map(|i| {
-                        let mut idx = vec![0; dims.len()];
-                        let mut r = i;
-                        for (k, d) in dims.iter().enumerate().rev() {
-                            idx[k] = r % d;
-                            r /= d;
-                        }
-                        f(&idx) as f32
-                    })
-                    .collect();
-                let o = match self.s.dtype {
-                    DType::Fp16 => self.weights.add_f16(CONSTS_FILE, &vals),
-                    _ => self.weights.add_f32(CONSTS_FILE, &vals),
-                };
-                self.offsets.insert(name, o);
-                o
-            }
-        };
-        m.b.blob(Type::tensor(self.s.dtype, dims), CONSTS_FILE, off)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-
-    /// RoPE angle of pair `i` at position `p`: p / θ^(2i/hd) (llama2.c).
-    fn angle(&self, i: usize, p: usize) -> f64 {
-        p as f64 / self.s.theta.powf(2.0 * i as f64 / self.s.head_dim as f64)
-    }
-
-    pub fn cos(&mut self, m: &mut Mil) -> Result<malus_mil::Var> {
-        let dims = [1, self.s.head_dim / 2, 1, self.s.seq];
-        let t: Vec<f64> = (0..dims[1] * dims[3])
-            .map(|k| self.angle(k / dims[3], k % dims[3]).cos())
-            .collect();
-        self.table(m, "cos", &dims, |i| t[i[1] * dims[3] + i[3]])
-    }
-
-    pub fn sin(&mut self, m: &mut Mil) -> Result<malus_mil::Var> {
-        let dims = [1, self.s.head_dim / 2, 1, self.s.seq];
-        let t: Vec<f64> = (0..dims[1] * dims[3])
-            .map(|k| self.angle(k / dims[3], k % dims[3]).sin())
-            .collect();
-        self.table(m, "sin", &dims, |i| t[i[1] * dims[3] + i[3]])
-    }
-
-    /// `[1, hd, 1, dim]`: the identity padded with zero columns; `vᵀ·E` lays a head-dim vector
-    /// out as a `dim`-wide row (the q/k-norm weight gradient in the dW output).
-    pub fn head_pad(&mut self, m: &mut Mil) -> Result<malus_mil::Var> {
-        let dims = [1, self.s.head_dim, 1, self.s.dim];
-        self.table(m, "head_pad", &dims, |i| if i[1] == i[3] { 1.0 } else { 0.0 })
-    }
-
-    /// `[1, 1, S, S]`: 0 where key ≤ query, [`MASK_NEG`] above the diagonal.
-    pub fn mask(&mut self, m: &mut Mil) -> Result<malus_mil::Var> {
-        let s = self.s.seq;
-        self.table(
-            m,
-            "mask",
-            &[1, 1, s, s],
-            |i| if i[3] > i[2] { MASK_NEG } else { 0.0 },
-        )
-    }
-
-    pub fn into_weights(self) -> Weights {
-        self.weights
     }
 }
 
 /// One compiled-once kernel: its MIL program, constant weights and I/O layouts.
 #[derive(Clone, Debug)]
 pub struct KernelDef {
+    pub id: KernelId,
     pub name: &'static str,
     pub program: Program,
     pub weights: Weights,
-    pub input: Layout,
-    pub output: Layout,
+    pub input: Packing,
+    pub output: Packing,
     /// Floating-point operations per call (matmuls 2·M·N·K, elementwise one per element).
     pub flops: u64,
 }
@@ -209,12 +169,13 @@ impl KernelDef {
     /// Checks the program is valid MIL, matches its layouts and raises no ANE lint error for the
     /// strictest chip family (fp32 kernels, which never go to the ANE, skip the lint).
     pub fn new(
-        name: &'static str,
+        id: KernelId,
         program: Program,
         weights: Weights,
-        input: Layout,
-        output: Layout,
+        input: Packing,
+        output: Packing,
     ) -> Result<KernelDef> {
+        let name = id.name();
         let diags = malus_mil::validate(&program);
         ensure!(
             diags.is_empty(),
@@ -225,7 +186,7 @@ impl KernelDef {
         let in_shape = f.inputs[0].1.known_shape().unwrap_or_default();
         ensure!(
             in_shape == input.shape(),
-            "kernel {name}: input {in_shape:?} does not match its layout {:?}",
+            "kernel {name}: input {in_shape:?} does not match its packing {:?}",
             input.shape()
         );
         let out_shape = f.output_types()[0]
@@ -233,7 +194,7 @@ impl KernelDef {
             .unwrap_or_default();
         ensure!(
             out_shape == output.shape(),
-            "kernel {name}: output {out_shape:?} does not match its layout {:?}",
+            "kernel {name}: output {out_shape:?} does not match its packing {:?}",
             output.shape()
         );
         if f.inputs[0].1.dtype() == Some(DType::Fp16) {
@@ -250,6 +211,7 @@ impl KernelDef {
         }
         let flops = program_flops(&program);
         Ok(KernelDef {
+            id,
             name,
             program,
             weights,

@@ -1,26 +1,47 @@
-//! Gradient accumulators in the orientation the kernels produce them, and the conversion to
-//! parameter gradients (undoing the RMSNorm-weight folding) once per optimizer step.
+//! Gradient accumulators in the orientation the dW kernels emit them (one buffer per dW
+//! output block), and their conversion to parameter gradients once per optimizer step
+//! (through [`staging`](super::staging), which undoes the folding).
 
-use crate::kernels::Shape;
-use crate::model::{Config, Params, Tensor};
+use anyhow::{Result, anyhow};
 
-/// One layer's accumulated weight gradients, as the dW kernels emit them.
+use super::staging::{LAYER_FOLDS, unfold_rows};
+use crate::kernels::{Block, Packing, Shape, attention, ffn};
+use crate::model::{Params, Tensor};
+
+/// One layer's accumulated weight gradients: a buffer per block of the attention and FFN dW
+/// outputs (`[rows, width]` of that block).
 #[derive(Clone, Debug)]
 pub struct LayerAcc {
-    /// dW̃q `[q, dim]`, dW̃k and dW̃v `[kv, dim]`.
-    pub wq: Vec<f32>,
-    pub wk: Vec<f32>,
-    pub wv: Vec<f32>,
-    /// dWoᵀ `[q, dim]`.
-    pub wo_t: Vec<f32>,
-    /// dW2 `[dim, hidden]`.
-    pub w2: Vec<f32>,
-    /// dW̃1ᵀ and dW̃3ᵀ `[dim, hidden]`.
-    pub w1_t: Vec<f32>,
-    pub w3_t: Vec<f32>,
-    /// With q/k norm, the q_norm then the k_norm weight gradient as `dim`-wide rows (the first
-    /// `head_dim` entries used), as `attn_dw` emits them; empty otherwise.
-    pub qk_norm: Vec<f32>,
+    blocks: Vec<(Block, Vec<f32>)>,
+}
+
+impl LayerAcc {
+    fn new(packings: &[Packing]) -> LayerAcc {
+        let blocks = packings
+            .iter()
+            .flat_map(|p| {
+                p.slots
+                    .iter()
+                    .map(move |s| (s.block, vec![0.0f32; s.len * p.width]))
+            })
+            .collect();
+        LayerAcc { blocks }
+    }
+
+    pub fn get_mut(&mut self, b: Block) -> Result<&mut Vec<f32>> {
+        self.blocks
+            .iter_mut()
+            .find(|(x, _)| *x == b)
+            .map(|(_, v)| v)
+            .ok_or_else(|| anyhow!("no gradient accumulator for block `{b}`"))
+    }
+
+    pub fn get(&self, b: Block) -> Option<&[f32]> {
+        self.blocks
+            .iter()
+            .find(|(x, _)| *x == b)
+            .map(|(_, v)| v.as_slice())
+    }
 }
 
 /// All accumulators of a model.
@@ -39,24 +60,14 @@ pub struct Accum {
 }
 
 impl Accum {
-    pub fn new(c: &Config, s: &Shape) -> Accum {
-        let z = |n: usize| vec![0.0f32; n];
+    pub fn new(s: &Shape, layers: usize) -> Accum {
+        let outs = [attention::dw_output(s), ffn::dw_output(s)];
+        let cls_len = s.vocab_chunks * s.vocab_chunk * s.dim;
         Accum {
-            layers: (0..c.layers)
-                .map(|_| LayerAcc {
-                    wq: z(s.q * s.dim),
-                    wk: z(s.kv * s.dim),
-                    wv: z(s.kv * s.dim),
-                    wo_t: z(s.q * s.dim),
-                    w2: z(s.dim * s.hidden),
-                    w1_t: z(s.dim * s.hidden),
-                    w3_t: z(s.dim * s.hidden),
-                    qk_norm: z(if s.qk_norm { 2 * s.dim } else { 0 }),
-                })
-                .collect(),
-            cls: z(s.vocab_chunks * s.vocab_chunk * s.dim),
-            embed: z(s.vocab * s.dim),
-            cls_len: s.vocab_chunks * s.vocab_chunk * s.dim,
+            layers: (0..layers).map(|_| LayerAcc::new(&outs)).collect(),
+            cls: vec![0.0; cls_len],
+            embed: vec![0.0; s.vocab * s.dim],
+            cls_len,
             lent: None,
             scratch: Vec::new(),
         }
@@ -64,18 +75,7 @@ impl Accum {
 
     fn zero(&mut self) {
         for l in &mut self.layers {
-            for v in [
-                &mut l.wq,
-                &mut l.wk,
-                &mut l.wv,
-                &mut l.wo_t,
-                &mut l.w2,
-                &mut l.w1_t,
-                &mut l.w3_t,
-                &mut l.qk_norm,
-            ] {
-                v.fill(0.0);
-            }
+            l.blocks.iter_mut().for_each(|(_, v)| v.fill(0.0));
         }
         self.cls.fill(0.0);
         self.embed.fill(0.0);
@@ -96,32 +96,32 @@ impl Accum {
         self.reclaim();
         let k = 1.0 / scale;
         let mut g = hollow(p);
-        let scratch = &mut self.scratch;
+        let t = |i: usize| &p.tensors[i];
         for (l, acc) in p.layers.iter().zip(self.layers.iter_mut()) {
-            let t = |i: usize| &p.tensors[i].data;
-            let mut dnorm = vec![0.0f32; t(l.attn_norm).len()];
-            for (wi, a) in [(l.wq, &mut acc.wq), (l.wk, &mut acc.wk), (l.wv, &mut acc.wv)] {
-                unfold_rows(t(wi), a, t(l.attn_norm), &mut dnorm, k);
-                g.tensors[wi].data = std::mem::take(a);
+            let mut dnorms = [(l.attn_norm, None), (l.ffn_norm, None)];
+            for f in &LAYER_FOLDS {
+                let wi = (f.param)(l);
+                let mut a = std::mem::take(acc.get_mut(f.grad).expect("every fold has a dW block"));
+                let (w, cols) = (&t(wi).data, t(wi).shape[1]);
+                let norm = f.norm.map(|n| {
+                    let ni = n(l);
+                    let slot = dnorms.iter_mut().find(|(i, _)| *i == ni).expect("a layer norm");
+                    let d = slot.1.get_or_insert_with(|| vec![0.0f32; t(ni).data.len()]);
+                    (t(ni).data.as_slice(), d.as_mut_slice())
+                });
+                f.unfold(&mut a, w, cols, norm, k, &mut self.scratch);
+                g.tensors[wi].data = a;
             }
-            g.tensors[l.attn_norm].data = dnorm;
-            // wo_t is [q, dim]: dim columns.
-            transpose_in_place(&mut acc.wo_t, p.tensors[l.wo].shape[0], scratch, k);
-            g.tensors[l.wo].data = std::mem::take(&mut acc.wo_t);
-            acc.w2.iter_mut().for_each(|a| *a *= k);
-            g.tensors[l.w2].data = std::mem::take(&mut acc.w2);
-            let mut dnorm = vec![0.0f32; t(l.ffn_norm).len()];
-            for (wi, a) in [(l.w1, &mut acc.w1_t), (l.w3, &mut acc.w3_t)] {
-                // [dim, hidden] → the parameter's [hidden, dim] rows, then unfold.
-                transpose_in_place(a, p.tensors[wi].shape[0], scratch, 1.0);
-                unfold_rows(t(wi), a, t(l.ffn_norm), &mut dnorm, k);
-                g.tensors[wi].data = std::mem::take(a);
+            for (ni, d) in dnorms {
+                g.tensors[ni].data = d.unwrap_or_else(|| vec![0.0; t(ni).data.len()]);
             }
-            g.tensors[l.ffn_norm].data = dnorm;
             if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
-                let dim = acc.qk_norm.len() / 2;
-                for (ti, row) in [(qn, &acc.qk_norm[..dim]), (kn, &acc.qk_norm[dim..])] {
-                    g.tensors[ti].data = row[..t(ti).len()].iter().map(|a| a * k).collect();
+                for (ti, b) in [
+                    (qn, crate::kernels::block::DQ_NORM),
+                    (kn, crate::kernels::block::DK_NORM),
+                ] {
+                    let row = acc.get(b).expect("q/k-norm dW block");
+                    g.tensors[ti].data = row[..t(ti).data.len()].iter().map(|a| a * k).collect();
                 }
             }
         }
@@ -153,20 +153,17 @@ impl Accum {
     pub fn reclaim(&mut self) {
         if let Some(mut g) = self.lent.take() {
             let (cls, embed) = (g.classifier(), g.embed);
-            let mut take = |i: usize| std::mem::take(&mut g.tensors[i].data);
-            for (l, acc) in g.layers.clone().iter().zip(self.layers.iter_mut()) {
-                acc.wq = take(l.wq);
-                acc.wk = take(l.wk);
-                acc.wv = take(l.wv);
-                acc.wo_t = take(l.wo);
-                acc.w2 = take(l.w2);
-                acc.w1_t = take(l.w1);
-                acc.w3_t = take(l.w3);
+            let layers = g.layers.clone();
+            for (l, acc) in layers.iter().zip(self.layers.iter_mut()) {
+                for f in &LAYER_FOLDS {
+                    let data = std::mem::take(&mut g.tensors[(f.param)(l)].data);
+                    *acc.get_mut(f.grad).expect("every fold has a dW block") = data;
+                }
             }
             if cls != embed {
-                self.embed = take(embed);
+                self.embed = std::mem::take(&mut g.tensors[embed].data);
             }
-            self.cls = take(cls);
+            self.cls = std::mem::take(&mut g.tensors[cls].data);
             self.cls.resize(self.cls_len, 0.0);
             self.zero();
         }
@@ -189,34 +186,5 @@ fn hollow(p: &Params) -> Params {
         final_norm: p.final_norm,
         cls: p.cls,
         layers: p.layers.clone(),
-    }
-}
-
-/// For W̃ = W·diag(w) with gradient `acc` = ∂L/∂W̃ (row-major `[rows, dim]`), in place:
-/// ∂L/∂w += Σ_rows W ⊙ acc · k into `dnorm`, then `acc` ← ∂L/∂W = acc·diag(w)·k.
-fn unfold_rows(wmat: &[f32], acc: &mut [f32], w: &[f32], dnorm: &mut [f32], k: f32) {
-    let dim = w.len();
-    for (row_w, row_a) in wmat.chunks_exact(dim).zip(acc.chunks_exact_mut(dim)) {
-        for d in 0..dim {
-            dnorm[d] += row_w[d] * row_a[d] * k;
-            row_a[d] *= w[d] * k;
-        }
-    }
-}
-
-/// `m ← k·mᵀ` for a row-major `m` with `cols` columns, through `scratch`.
-fn transpose_in_place(m: &mut [f32], cols: usize, scratch: &mut Vec<f32>, k: f32) {
-    scratch.resize(m.len(), 0.0);
-    transpose_into(m, cols, scratch, k);
-    m.copy_from_slice(scratch);
-}
-
-/// `out = k·srcᵀ` for a row-major `src` with `cols` columns.
-pub fn transpose_into(src: &[f32], cols: usize, out: &mut [f32], k: f32) {
-    let rows = src.len() / cols;
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = src[r * cols + c] * k;
-        }
     }
 }

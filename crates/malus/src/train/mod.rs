@@ -1,12 +1,11 @@
-//! Training: the device step, gradient accumulation, optimizers, settings and the loop.
+//! Training: the compiled model's step (a schedule over the kernel table), staging of weights
+//! and its adjoint, gradient accumulators, optimizers and the loop.
 
 pub mod grads;
-pub mod host_dw;
 pub mod optim;
-pub mod settings;
+pub mod staging;
 pub mod step;
 pub mod trainer;
 
-pub use settings::Settings;
-pub use step::Step;
+pub use step::CompiledModel;
 pub use trainer::{Metrics, Trainer};

@@ -1,209 +1,135 @@
-//! One training micro-step on a device: forward to the loss, then backward into the gradient
-//! accumulators. Every matmul runs in a device kernel; the host does the embedding, the
-//! cross-entropy and the accumulation of weight gradients.
+//! One training micro-step on a device, as a schedule over the kernel table: forward to the
+//! loss, then backward into the gradient accumulators. Every matmul runs in a device kernel
+//! (or, with `--dw host`, the weight gradients run as host GEMMs over the same taps); the host
+//! does the embedding, the cross-entropy and the accumulation. Staging of weights lives in
+//! [`staging`](super::staging), the accumulators in [`grads`](super::grads).
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 
-use super::grads::{Accum, transpose_into};
-use super::host_dw::{accumulate_nt, block};
-use crate::device::{Device, Exec};
-use crate::host::{self, Buf};
-use crate::kernels::common::Layout;
-use crate::kernels::plan::Plan;
-use crate::kernels::{KernelDef, Shape};
+use super::grads::{Accum, LayerAcc};
+use super::staging::Inputs;
+use crate::device::{Device, Kernel, Packed};
+use crate::host;
+use crate::kernels::block::*;
+use crate::kernels::dw::{self, Term};
+use crate::kernels::{Block, KERNELS, KernelDef, KernelId, Shape, attention, classifier, ffn};
 use crate::model::{Config, Params};
+use crate::plan::Plan;
 
-/// A compiled kernel with its layouts and reusable output buffer.
-struct Kernel {
-    exec: Box<dyn Exec>,
+/// A kernel compiled on the device, with a reusable output buffer.
+struct Compiled {
+    kernel: Kernel,
     name: &'static str,
-    input: Layout,
-    output: Layout,
-    out: Buf,
+    out: Packed,
 }
 
-impl Kernel {
-    fn new(device: &dyn Device, def: &KernelDef, s: &Shape) -> Result<Kernel> {
-        let exec = device
-            .compile(def)
-            .with_context(|| format!("compiling kernel {}", def.name))?;
-        Ok(Kernel {
-            exec,
-            name: def.name,
-            input: def.input.clone(),
-            output: def.output.clone(),
-            out: Buf::for_layout(s.dtype, &def.output),
-        })
+/// The plan's kernels on one device, by [`KernelId`] (dW kernels absent for `--dw host`).
+struct Kernels(Vec<Option<Compiled>>);
+
+impl Kernels {
+    fn compile(plan: &Plan, device: &Device) -> Result<Kernels> {
+        let compile = |d: &KernelDef| -> Result<Compiled> {
+            Ok(Compiled {
+                kernel: device
+                    .compile(d)
+                    .with_context(|| format!("compiling kernel {}", d.name))?,
+                name: d.name,
+                out: Packed::new(plan.shape.dtype, &d.output),
+            })
+        };
+        let ks = KERNELS.iter().map(|e| plan.kernel(e.id).map(compile).transpose());
+        Ok(Kernels(ks.collect::<Result<_>>()?))
     }
 
-    fn run(&mut self, input: &Buf) -> Result<()> {
-        self.exec
-            .exec(input.as_bytes(), self.out.as_bytes_mut())
-            .with_context(|| format!("running kernel {}", self.name))
+    fn has(&self, id: KernelId) -> bool {
+        self.0[id as usize].is_some()
+    }
+
+    /// The output of a kernel's last run.
+    fn output(&self, id: KernelId) -> Result<&Packed> {
+        match &self.0[id as usize] {
+            Some(k) => Ok(&k.out),
+            None => bail!("kernel {} is not in this plan", id.name()),
+        }
+    }
+
+    /// Runs a kernel on `input`; returns its output.
+    fn run(&mut self, id: KernelId, input: &Packed) -> Result<&Packed> {
+        let Some(k) = self.0[id as usize].as_mut() else {
+            bail!("kernel {} is not in this plan", id.name())
+        };
+        k.kernel
+            .exec(input.as_bytes(), k.out.as_bytes_mut())
+            .with_context(|| format!("running kernel {}", k.name))?;
+        Ok(&k.out)
     }
 }
 
-/// Adds a block of a buffer into an f32 accumulator.
-fn accumulate(buf: &Buf, l: &Layout, name: &str, acc: &mut [f32], scratch: &mut Vec<f32>) -> Result<()> {
-    scratch.resize(acc.len(), 0.0);
-    buf.read_block(l, name, scratch)?;
-    acc.iter_mut().zip(scratch.iter()).for_each(|(a, b)| *a += b);
-    Ok(())
-}
-
-/// Kernels, staged inputs and scratch of one model on one device.
-pub struct Step {
-    pub config: Config,
-    pub shape: Shape,
-    attn_fwd: Kernel,
-    attn_bwd: Kernel,
-    attn_dw: Option<Kernel>,
-    ffn_fwd: Kernel,
-    ffn_bwd: Kernel,
-    ffn_dw: Option<Kernel>,
-    cls_fwd: Kernel,
-    cls_bwd: Kernel,
-    cls_dw: Option<Kernel>,
-    norm_bwd: Kernel,
-    /// Per layer: one input shared by the block's forward and backward (weights staged once).
-    attn_in: Vec<Buf>,
-    ffn_in: Vec<Buf>,
-    /// Per vocabulary chunk.
-    cls_fwd_in: Vec<Buf>,
-    cls_bwd_in: Vec<Buf>,
-    cls_dw_in: Buf,
-    norm_in: Buf,
-    ffn_dw_in: Buf,
-    attn_dw_in: Buf,
+/// A model compiled on a device: kernels, staged weights, taps and gradient accumulators.
+pub struct CompiledModel {
+    config: Config,
+    shape: Shape,
+    kernels: Kernels,
+    inputs: Inputs,
+    /// Inputs without staged weights, written per call.
+    norm_in: Packed,
+    cls_dw_in: Packed,
+    ffn_dw_in: Packed,
+    attn_dw_in: Packed,
     /// Position-major `[seq, vocab]`: the logits after the forward, their gradient after the
     /// loss (one buffer for both).
     probs: Vec<f32>,
     tokens: Vec<u32>,
     scratch: Vec<f32>,
-    pub acc: Accum,
+    acc: Accum,
 }
 
-impl Step {
-    /// Compiles the plan's kernels on `device` (once; every layer shares them).
-    pub fn new(plan: &Plan, device: &dyn Device) -> Result<Step> {
+impl CompiledModel {
+    /// Compiles the plan's kernels on `device` (once; every layer shares them). Weights are
+    /// staged by [`CompiledModel::stage`].
+    pub fn new(plan: &Plan, device: &Device) -> Result<CompiledModel> {
         let s = plan.shape.clone();
-        let c = plan.config.clone();
-        let k = |d: &KernelDef| Kernel::new(device, d, &s);
-        let ko = |d: &Option<KernelDef>| d.as_ref().map(|d| Kernel::new(device, d, &s)).transpose();
-        let step = Step {
-            attn_fwd: k(&plan.attn_fwd)?,
-            attn_bwd: k(&plan.attn_bwd)?,
-            attn_dw: ko(&plan.attn_dw)?,
-            ffn_fwd: k(&plan.ffn_fwd)?,
-            ffn_bwd: k(&plan.ffn_bwd)?,
-            ffn_dw: ko(&plan.ffn_dw)?,
-            cls_fwd: k(&plan.cls_fwd)?,
-            cls_bwd: k(&plan.cls_bwd)?,
-            cls_dw: ko(&plan.cls_dw)?,
-            norm_bwd: k(&plan.norm_bwd)?,
-            attn_in: (0..c.layers)
-                .map(|_| Buf::for_layout(s.dtype, &plan.attn_bwd.input))
-                .collect(),
-            ffn_in: (0..c.layers)
-                .map(|_| Buf::for_layout(s.dtype, &plan.ffn_bwd.input))
-                .collect(),
-            cls_fwd_in: (0..s.vocab_chunks)
-                .map(|_| Buf::for_layout(s.dtype, &plan.cls_fwd.input))
-                .collect(),
-            cls_bwd_in: (0..s.vocab_chunks)
-                .map(|_| Buf::for_layout(s.dtype, &plan.cls_bwd.input))
-                .collect(),
-            cls_dw_in: Buf::for_layout(s.dtype, &crate::kernels::classifier::dw_layout(&s)),
-            norm_in: Buf::for_layout(s.dtype, &plan.norm_bwd.input),
-            ffn_dw_in: Buf::for_layout(s.dtype, &crate::kernels::ffn::dw_layout(&s)),
-            attn_dw_in: Buf::for_layout(s.dtype, &crate::kernels::attention::dw_layout(&s)),
+        ensure!(
+            device.dtype() == s.dtype,
+            "the plan's kernels are {:?} but the device {} runs {:?}",
+            s.dtype,
+            device.name(),
+            device.dtype()
+        );
+        let new = |p| Packed::new(s.dtype, &p);
+        Ok(CompiledModel {
+            kernels: Kernels::compile(plan, device)?,
+            inputs: Inputs::new(&s, plan.config.layers),
+            norm_in: new(classifier::norm_input(&s)),
+            cls_dw_in: new(classifier::dw_input(&s)),
+            ffn_dw_in: new(ffn::dw_input(&s)),
+            attn_dw_in: new(attention::dw_input(&s)),
             probs: vec![0.0; s.seq * s.vocab],
             tokens: Vec::new(),
             scratch: Vec::new(),
-            acc: Accum::new(&c, &s),
-            config: c,
+            acc: Accum::new(&s, plan.config.layers),
+            config: plan.config.clone(),
             shape: s,
-        };
-        ensure!(
-            step.attn_fwd.input == step.attn_bwd.input && step.ffn_fwd.input == step.ffn_bwd.input,
-            "forward and backward kernels must share their input layout"
-        );
-        Ok(step)
+        })
     }
 
-    /// Writes every weight into the kernel inputs (after initialisation or loading), folding
-    /// each RMSNorm weight into the matrices that follow it.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Writes every weight into the kernel inputs (after initialisation or loading).
     pub fn stage(&mut self, p: &Params) -> Result<()> {
         self.restage(p, &vec![true; p.tensors.len()])
     }
 
-    /// Re-stages, after an optimizer step, only the blocks whose tensors changed (`changed[i]`
-    /// for `p.tensors[i]`, as [`crate::train::optim::Optimizer::step`] reports): a block is
-    /// rewritten when its matrix or the norm weight folded into it changed.
+    /// Re-stages only the blocks whose tensors changed (see [`Inputs::restage`]).
     pub fn restage(&mut self, p: &Params, changed: &[bool]) -> Result<()> {
-        ensure!(
-            changed.len() == p.tensors.len(),
-            "restage: {} change flags for {} tensors",
-            changed.len(),
-            p.tensors.len()
-        );
-        let s = &self.shape;
-        let t = |i: usize| &p.tensors[i].data;
-        for (l, ids) in p.layers.iter().enumerate() {
-            let li = &self.attn_bwd.input;
-            let w = t(ids.attn_norm);
-            for (name, id) in [("wq", ids.wq), ("wk", ids.wk), ("wv", ids.wv)] {
-                if changed[id] || changed[ids.attn_norm] {
-                    self.attn_in[l].write_block(li, name, &fold_transpose(t(id), w))?;
-                }
-            }
-            if changed[ids.wo] {
-                self.attn_in[l].write_block(li, "wo", t(ids.wo))?;
-            }
-            if let (Some(qn), Some(kn)) = (ids.q_norm, ids.k_norm)
-                && (changed[qn] || changed[kn])
-            {
-                let b = crate::kernels::attention::norm_block(s, t(qn), t(kn));
-                self.attn_in[l].write_block(li, "qk_norm", &b)?;
-            }
-            let lf = &self.ffn_bwd.input;
-            let w = t(ids.ffn_norm);
-            for (name, id) in [("w1", ids.w1), ("w3", ids.w3)] {
-                if changed[id] || changed[ids.ffn_norm] {
-                    self.ffn_in[l].write_block(lf, name, &fold_transpose(t(id), w))?;
-                }
-            }
-            if changed[ids.w2] {
-                self.ffn_in[l].write_block(lf, "w2", t(ids.w2))?;
-            }
-        }
-        if !(changed[p.classifier()] || changed[p.final_norm]) {
-            return Ok(());
-        }
-        let cls = &p.tensors[p.classifier()].data;
-        let w = &p.tensors[p.final_norm].data;
-        let (vc, d) = (s.vocab_chunk, s.dim);
-        for c in 0..s.vocab_chunks {
-            let mut rows = vec![0.0f32; vc * d];
-            for v in 0..vc {
-                let gv = c * vc + v;
-                if gv < s.vocab {
-                    for j in 0..d {
-                        rows[v * d + j] = cls[gv * d + j] * w[j];
-                    }
-                }
-            }
-            self.cls_bwd_in[c].write_block(&self.cls_bwd.input, "e", &rows)?;
-            let mut cols = vec![0.0f32; vc * d];
-            transpose_into(&rows, d, &mut cols, 1.0);
-            self.cls_fwd_in[c].write_block(&self.cls_fwd.input, "e", &cols)?;
-        }
-        Ok(())
+        self.inputs.restage(&self.shape, p, changed)
     }
 
     /// Forward pass over `tokens[..seq]` predicting `tokens[1..]`; returns the mean loss.
     pub fn forward(&mut self, p: &Params, tokens: &[u32]) -> Result<f64> {
-        let s = self.shape.clone();
+        let s = &self.shape;
         ensure!(
             tokens.len() == s.seq + 1,
             "a micro-step takes seq + 1 = {} tokens, got {}",
@@ -211,200 +137,192 @@ impl Step {
             tokens.len()
         );
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= s.vocab) {
-            anyhow::bail!("token id {bad} is not below the vocabulary size {}", s.vocab);
+            bail!("token id {bad} is not below the vocabulary size {}", s.vocab);
         }
         self.tokens = tokens.to_vec();
+        let Inputs {
+            attn, ffn, cls_fwd, ..
+        } = &mut self.inputs;
         let mut x = vec![0.0f32; s.dim * s.seq];
         host::embed(&p.tensors[p.embed].data, s.dim, &tokens[..s.seq], &mut x);
-        let la = self.attn_bwd.input.clone();
-        let lf = self.ffn_bwd.input.clone();
-        self.attn_in[0].write_block(&la, "x", &x)?;
-        for l in 0..self.config.layers {
-            self.attn_fwd.run(&self.attn_in[l])?;
-            let out = &self.attn_fwd.out;
-            out.copy_block(&self.attn_fwd.output, "x2", &mut self.ffn_in[l], &lf, "x2")?;
-            self.ffn_fwd.run(&self.ffn_in[l])?;
-            let out = &self.ffn_fwd.out;
-            if l + 1 < self.config.layers {
-                out.copy_block(&self.ffn_fwd.output, "x_next", &mut self.attn_in[l + 1], &la, "x")?;
+        attn[0].write(X, &x)?;
+        let last = self.config.layers - 1;
+        for l in 0..=last {
+            self.kernels
+                .run(KernelId::AttnFwd, &attn[l])?
+                .send(X2, &mut ffn[l], X2)?;
+            let out = self.kernels.run(KernelId::FfnFwd, &ffn[l])?;
+            if l < last {
+                out.send(X_NEXT, &mut attn[l + 1], X)?;
             } else {
-                for c in 0..s.vocab_chunks {
-                    out.copy_block(
-                        &self.ffn_fwd.output,
-                        "x_next",
-                        &mut self.cls_fwd_in[c],
-                        &self.cls_fwd.input,
-                        "x",
-                    )?;
+                for input in cls_fwd.iter_mut() {
+                    out.send(X_NEXT, input, X)?;
                 }
-                out.copy_block(
-                    &self.ffn_fwd.output,
-                    "x_next",
-                    &mut self.norm_in,
-                    &self.norm_bwd.input,
-                    "x",
-                )?;
+                out.send(X_NEXT, &mut self.norm_in, X)?;
             }
         }
         let (vc, seq) = (s.vocab_chunk, s.seq);
         self.scratch.resize(vc * seq, 0.0);
-        for c in 0..s.vocab_chunks {
-            self.cls_fwd.run(&self.cls_fwd_in[c])?;
-            self.cls_fwd
-                .out
-                .read_block(&self.cls_fwd.output, "logits", &mut self.scratch)?;
+        for (c, input) in cls_fwd.iter().enumerate() {
+            let out = self.kernels.run(KernelId::ClsFwd, input)?;
+            out.read(LOGITS, &mut self.scratch)?;
             // Channel-major chunk rows → position-major rows (padding rows past vocab dropped).
             for v in 0..vc.min(s.vocab - c * vc) {
-                let gv = c * vc + v;
                 for (i, &x) in self.scratch[v * seq..(v + 1) * seq].iter().enumerate() {
-                    self.probs[i * s.vocab + gv] = x;
+                    self.probs[i * s.vocab + c * vc + v] = x;
                 }
             }
+            out.send(XHAT, &mut self.cls_dw_in, XHAT)?;
         }
-        let lc = crate::kernels::classifier::dw_layout(&s);
-        self.cls_fwd
-            .out
-            .copy_block(&self.cls_fwd.output, "xhat", &mut self.cls_dw_in, &lc, "xhat")?;
         let loss = host::cross_entropy_in_place(&mut self.probs, s.vocab, &tokens[1..], 1.0);
-        ensure!(loss.is_finite() || loss.is_nan(), "loss is not finite");
+        ensure!(
+            loss.is_finite(),
+            "loss is {loss} (the forward overflowed or the weights are not finite)"
+        );
         Ok(loss)
     }
 
-    /// Backward pass of the last forward; adds `loss_scale · ∂L/∂θ` (in kernel orientation) to
-    /// the accumulators.
+    /// Backward pass of the last forward; adds `loss_scale · ∂L/∂θ` (in the dW kernels'
+    /// orientation) to the accumulators.
     pub fn backward(&mut self, loss_scale: f32) -> Result<()> {
         self.acc.reclaim();
         let s = self.shape.clone();
         let (vc, seq) = (s.vocab_chunk, s.seq);
-        let lb = self.cls_bwd.input.clone();
-        let lc = crate::kernels::classifier::dw_layout(&s);
-        let mut dxhat = vec![0.0f32; s.dim * s.seq];
+        let mut dxhat = vec![0.0f32; s.dim * seq];
         let mut dl = vec![0.0f32; vc * seq];
         for c in 0..s.vocab_chunks {
             // The chunk's rows of loss_scale·∂L/∂logits, channel-major, zero on padding rows.
             dl.fill(0.0);
             for v in 0..vc.min(s.vocab - c * vc) {
-                let gv = c * vc + v;
                 for (i, d) in dl[v * seq..(v + 1) * seq].iter_mut().enumerate() {
-                    *d = self.probs[i * s.vocab + gv] * loss_scale;
+                    *d = self.probs[i * s.vocab + c * vc + v] * loss_scale;
                 }
             }
-            self.cls_bwd_in[c].write_block(&lb, "dlogits", &dl)?;
-            self.cls_bwd.run(&self.cls_bwd_in[c])?;
-            accumulate(
-                &self.cls_bwd.out,
-                &self.cls_bwd.output,
-                "dxhat",
-                &mut dxhat,
-                &mut self.scratch,
-            )?;
-            let rows = s.vocab_chunk * s.dim;
+            let input = &mut self.inputs.cls_bwd[c];
+            input.write(DLOGITS, &dl)?;
+            let out = self.kernels.run(KernelId::ClsBwd, input)?;
+            out.add_to(DXHAT, &mut dxhat, &mut self.scratch)?;
+            let rows = vc * s.dim;
             let acc = &mut self.acc.cls[c * rows..(c + 1) * rows];
-            if let Some(k) = &mut self.cls_dw {
-                self.cls_dw_in.write_block(&lc, "dlogits", &dl)?;
-                k.run(&self.cls_dw_in)?;
-                accumulate(&k.out, &k.output, "de", acc, &mut self.scratch)?;
+            if self.kernels.has(KernelId::ClsDw) {
+                self.cls_dw_in.write(DLOGITS, &dl)?;
+                let out = self.kernels.run(KernelId::ClsDw, &self.cls_dw_in)?;
+                out.add_to(DE, acc, &mut self.scratch)?;
             } else {
-                accumulate_nt(acc, &dl, &block(&self.cls_dw_in, &lc, "xhat")?, s.seq, 1.0);
+                let xhat = &self.cls_dw_in;
+                let mut tap = |b: Block| {
+                    if b == DLOGITS {
+                        Ok(dl.clone())
+                    } else {
+                        xhat.read_vec(b)
+                    }
+                };
+                dw::add_on_host(&classifier::dw_terms()[0], &s, &mut tap, acc)?;
             }
         }
-        let ln = self.norm_bwd.input.clone();
-        self.norm_in.write_block(&ln, "dxhat", &dxhat)?;
-        self.norm_bwd.run(&self.norm_in)?;
-        let la = self.attn_bwd.input.clone();
-        let lf = self.ffn_bwd.input.clone();
-        let (lfd, lad) = (
-            crate::kernels::ffn::dw_layout(&s),
-            crate::kernels::attention::dw_layout(&s),
-        );
+        self.norm_in.write(DXHAT, &dxhat)?;
+        let Inputs { attn, ffn, .. } = &mut self.inputs;
         let last = self.config.layers - 1;
-        self.norm_bwd
-            .out
-            .copy_block(&self.norm_bwd.output, "dx", &mut self.ffn_in[last], &lf, "dy")?;
-        for l in (0..self.config.layers).rev() {
-            self.ffn_bwd.run(&self.ffn_in[l])?;
-            let out = &self.ffn_bwd.out;
-            out.copy_block(&self.ffn_bwd.output, "dx2", &mut self.attn_in[l], &la, "dx2")?;
-            if let Some(k) = &mut self.ffn_dw {
-                self.ffn_dw_in.copy_from(out)?;
-                self.ffn_in[l].copy_block(&lf, "dy", &mut self.ffn_dw_in, &lfd, "dy")?;
-                k.run(&self.ffn_dw_in)?;
-                let acc = &mut self.acc.layers[l];
-                accumulate(&k.out, &k.output, "dw2", &mut acc.w2, &mut self.scratch)?;
-                accumulate(&k.out, &k.output, "dw1_t", &mut acc.w1_t, &mut self.scratch)?;
-                accumulate(&k.out, &k.output, "dw3_t", &mut acc.w3_t, &mut self.scratch)?;
-            } else {
-                let lo = &self.ffn_bwd.output;
-                let (xhat, g) = (block(out, lo, "xhat")?, block(out, lo, "g")?);
-                let dy = block(&self.ffn_in[l], &lf, "dy")?;
-                let acc = &mut self.acc.layers[l];
-                accumulate_nt(&mut acc.w2, &dy, &g, s.seq, s.alpha as f32);
-                accumulate_nt(&mut acc.w1_t, &xhat, &block(out, lo, "dh1")?, s.seq, 1.0);
-                accumulate_nt(&mut acc.w3_t, &xhat, &block(out, lo, "dh3")?, s.seq, 1.0);
-            }
-            self.attn_bwd.run(&self.attn_in[l])?;
-            let out = &self.attn_bwd.out;
-            if let Some(k) = &mut self.attn_dw {
-                self.attn_dw_in.copy_from(out)?;
-                self.attn_in[l].copy_block(&la, "dx2", &mut self.attn_dw_in, &lad, "dx2")?;
-                k.run(&self.attn_dw_in)?;
-                let acc = &mut self.acc.layers[l];
-                accumulate(&k.out, &k.output, "dwq", &mut acc.wq, &mut self.scratch)?;
-                accumulate(&k.out, &k.output, "dwk", &mut acc.wk, &mut self.scratch)?;
-                accumulate(&k.out, &k.output, "dwv", &mut acc.wv, &mut self.scratch)?;
-                accumulate(&k.out, &k.output, "dwo_t", &mut acc.wo_t, &mut self.scratch)?;
-                if s.qk_norm {
-                    let (q, k_) = acc.qk_norm.split_at_mut(s.dim);
-                    accumulate(&k.out, &k.output, "dq_norm", q, &mut self.scratch)?;
-                    accumulate(&k.out, &k.output, "dk_norm", k_, &mut self.scratch)?;
-                }
-            } else {
-                let lo = &self.attn_bwd.output;
-                let xhat = block(out, lo, "xhat")?;
-                let dx2 = block(&self.attn_in[l], &la, "dx2")?;
-                let acc = &mut self.acc.layers[l];
-                accumulate_nt(&mut acc.wq, &block(out, lo, "dq")?, &xhat, s.seq, 1.0);
-                accumulate_nt(&mut acc.wk, &block(out, lo, "dk")?, &xhat, s.seq, 1.0);
-                accumulate_nt(&mut acc.wv, &block(out, lo, "dv")?, &xhat, s.seq, 1.0);
-                accumulate_nt(&mut acc.wo_t, &block(out, lo, "o")?, &dx2, s.seq, s.alpha as f32);
-                if s.qk_norm {
-                    // Σ over tokens of the taps (O(head_dim·seq)): a product with a ones column.
-                    let ones = vec![1.0f32; s.seq];
-                    let (q, k) = acc.qk_norm.split_at_mut(s.dim);
-                    accumulate_nt(&mut q[..s.head_dim], &block(out, lo, "gq")?, &ones, s.seq, 1.0);
-                    accumulate_nt(&mut k[..s.head_dim], &block(out, lo, "gk")?, &ones, s.seq, 1.0);
-                }
-            }
+        self.kernels
+            .run(KernelId::NormBwd, &self.norm_in)?
+            .send(DX, &mut ffn[last], DY)?;
+        for l in (0..=last).rev() {
+            let out = self.kernels.run(KernelId::FfnBwd, &ffn[l])?;
+            out.send(DX2, &mut attn[l], DX2)?;
+            let acc = &mut self.acc.layers[l];
+            let ffn_dw = DwPass {
+                id: KernelId::FfnDw,
+                terms: &ffn::dw_terms(),
+            };
+            ffn_dw.add(
+                &mut self.kernels,
+                KernelId::FfnBwd,
+                &ffn[l],
+                &mut self.ffn_dw_in,
+                acc,
+                &s,
+                &mut self.scratch,
+            )?;
+            self.kernels.run(KernelId::AttnBwd, &attn[l])?;
+            let attn_dw = DwPass {
+                id: KernelId::AttnDw,
+                terms: &attention::dw_terms(&s),
+            };
+            attn_dw.add(
+                &mut self.kernels,
+                KernelId::AttnBwd,
+                &attn[l],
+                &mut self.attn_dw_in,
+                acc,
+                &s,
+                &mut self.scratch,
+            )?;
+            let out = self.kernels.output(KernelId::AttnBwd)?;
             if l > 0 {
-                out.copy_block(&self.attn_bwd.output, "dx", &mut self.ffn_in[l - 1], &lf, "dy")?;
+                out.send(DX, &mut ffn[l - 1], DY)?;
             } else {
-                let mut dx = vec![0.0f32; s.dim * s.seq];
-                out.read_block(&self.attn_bwd.output, "dx", &mut dx)?;
-                host::embed_backward(&mut self.acc.embed, s.dim, &self.tokens[..s.seq], &dx);
+                let dx = out.read_vec(DX)?;
+                host::embed_backward(&mut self.acc.embed, s.dim, &self.tokens[..seq], &dx);
             }
         }
         Ok(())
     }
-}
 
-impl Step {
     /// The accumulated gradients as parameter gradients (`1/scale` undoes loss scaling and
     /// averages over accumulated micro-steps). They are the accumulators themselves, converted
     /// in place ([`Accum::lend`]); the next backward takes them back, cleared.
     pub fn take_grads(&mut self, p: &Params, scale: f32) -> &mut Params {
         self.acc.lend(p, scale)
     }
+
+    /// A copy of the accumulated gradients as parameter gradients, leaving the accumulators.
+    pub fn grads(&self, p: &Params, scale: f32) -> Params {
+        self.acc.to_grads(p, scale)
+    }
 }
 
-/// `(W·diag(w))ᵀ` for a row-major `[rows, dim]` W: the staged form `[dim, rows]`.
-fn fold_transpose(wmat: &[f32], w: &[f32]) -> Vec<f32> {
-    let dim = w.len();
-    let rows = wmat.len() / dim;
-    let mut out = vec![0.0f32; wmat.len()];
-    for r in 0..rows {
-        for d in 0..dim {
-            out[d * rows + r] = wmat[r * dim + d] * w[d];
+/// One block's weight gradients: the dW kernel `id` and the terms it computes.
+struct DwPass<'t> {
+    id: KernelId,
+    terms: &'t [Term],
+}
+
+impl DwPass<'_> {
+    /// Adds the gradients of the last run of `bwd` (on `input`) into `acc`: on the device, the
+    /// dW kernel over the backward's taps (its output, with the outgoing gradient replaced by
+    /// the incoming one from `input`); on the host, the same terms as f32 GEMMs.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &self,
+        kernels: &mut Kernels,
+        bwd: KernelId,
+        input: &Packed,
+        dw_in: &mut Packed,
+        acc: &mut LayerAcc,
+        s: &Shape,
+        scratch: &mut Vec<f32>,
+    ) -> Result<()> {
+        let taps = kernels.output(bwd)?;
+        if kernels.has(self.id) {
+            dw_in.copy_from(taps)?;
+            let incoming = dw_in.packing().slots[0].block;
+            input.send(incoming, dw_in, incoming)?;
+            let out = kernels.run(self.id, dw_in)?;
+            for t in self.terms {
+                out.add_to(t.out(), acc.get_mut(t.out())?, scratch)?;
+            }
+        } else {
+            let mut tap = |b: Block| {
+                if taps.packing().has(b) {
+                    taps.read_vec(b)
+                } else {
+                    input.read_vec(b)
+                }
+            };
+            for t in self.terms {
+                dw::add_on_host(t, s, &mut tap, acc.get_mut(t.out())?)?;
+            }
         }
+        Ok(())
     }
-    out
 }

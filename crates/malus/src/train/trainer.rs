@@ -7,19 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use malus_mil::DType;
 
-use super::Step;
+use super::CompiledModel;
 use super::optim::{AdamWConfig, LossScaler, Optimizer, Schedule, clip};
-use super::settings::{DeviceChoice, DwChoice, NumericsChoice, OptimizerChoice, Settings};
 use crate::checkpoint::{self, Checkpoint, FORMAT, Meta, OptimizerMeta};
 use crate::data::{self, Dataset, Tok, TokenFile};
-use crate::device::{AneDevice, CpuDevice, Device};
-use crate::kernels::cost::{Chip, auto_plan};
-use crate::kernels::plan::{DwPlacement, Plan};
-use crate::model::{Config, Params};
+use crate::device::Device;
+use crate::model::Params;
+use crate::plan::Plan;
 use crate::rng::Rng;
+use crate::settings::{OptimizerKind, Settings};
 
 /// One logged point.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -38,63 +37,23 @@ pub struct Metrics {
 
 /// A training run in progress.
 pub struct Trainer {
-    pub settings: Settings,
-    pub params: Params,
-    pub opt: Optimizer,
-    pub scaler: LossScaler,
-    pub step_no: u64,
-    pub rng: Rng,
-    pub tokens_seen: u64,
-    pub elapsed: f64,
-    pub tok: Tok,
+    settings: Settings,
+    params: Params,
+    opt: Optimizer,
+    scaler: LossScaler,
+    step_no: u64,
+    rng: Rng,
+    tokens_seen: u64,
+    elapsed: f64,
+    tok: Tok,
     data: Dataset,
     val: Vec<Vec<u32>>,
-    step: Step,
+    model: CompiledModel,
     /// What runs the step, for the start-up line: the device and where dW goes.
-    pub device_name: String,
+    device_name: String,
     schedule: Schedule,
-}
-
-/// Chooses and opens the device; returns it with the kernel element type it needs.
-fn open_device(s: &Settings) -> Result<(Box<dyn Device>, DType)> {
-    let cpu = |n: NumericsChoice| -> (Box<dyn Device>, DType) {
-        match n {
-            NumericsChoice::F32 => (
-                Box::new(CpuDevice {
-                    numerics: malus_cpu::Numerics::F32,
-                }),
-                DType::Fp32,
-            ),
-            NumericsChoice::Fp16 => (
-                Box::new(CpuDevice {
-                    numerics: malus_cpu::Numerics::Fp16,
-                }),
-                DType::Fp16,
-            ),
-        }
-    };
-    match s.device {
-        DeviceChoice::Cpu => Ok(cpu(s.numerics)),
-        DeviceChoice::Ane => {
-            let ane = malus_ane::Ane::open().context("--device ane")?;
-            Ok((Box::new(AneDevice { ane }), DType::Fp16))
-        }
-        DeviceChoice::Auto => match malus_ane::Ane::open() {
-            Ok(ane) => Ok((Box::new(AneDevice { ane }), DType::Fp16)),
-            Err(_) => Ok(cpu(s.numerics)),
-        },
-    }
-}
-
-/// The plan for `--dw`. `auto`: on a Neural Engine whose chip the cost model has constants for,
-/// the placement it predicts faster; otherwise dW on the device.
-fn plan_for(c: &Config, dtype: DType, dw: DwChoice, device: &dyn Device) -> Result<Plan> {
-    let chip = device.chip_family().and_then(Chip::for_family);
-    match (dw, chip) {
-        (DwChoice::Host, _) => Plan::new(c, dtype, DwPlacement::Host),
-        (DwChoice::Device, _) | (DwChoice::Auto, None) => Plan::new(c, dtype, DwPlacement::Device),
-        (DwChoice::Auto, Some(chip)) => Ok(auto_plan(c, dtype, chip)?.0),
-    }
+    /// What a resumed run keeps from its checkpoint and what it takes from these settings.
+    resume_notes: Vec<String>,
 }
 
 /// Opens the training data: a token shard as is, or a text file tokenized into `out/`.
@@ -134,35 +93,55 @@ impl Trainer {
         let file = open_data(&settings, &tok)?;
         let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
         let val = data.validation(c.seq, settings.eval_batches)?;
-        let (device, dtype) = open_device(&settings)?;
-        let plan = plan_for(c, dtype, settings.dw, device.as_ref())?;
-        let step = Step::new(&plan, device.as_ref())?;
-        let fp16 = dtype == DType::Fp16;
-        // A resumed run takes its weights from the checkpoint: no need to read the import.
-        let params = match &settings.init {
-            Some(dir) if !resume => {
-                let (hf_config, params) = crate::model::hf::load(dir, c.seq)?;
-                ensure!(
-                    hf_config == *c,
-                    "the run's model config differs from {}/config.json ({c:?} vs {hf_config:?})",
-                    dir.display()
-                );
-                params
-            }
-            _ => Params::init(c, settings.seed),
+        let device = Device::open(settings.device, settings.numerics)?;
+        let plan = Plan::for_device(c, &device, settings.dw)?;
+        let model = CompiledModel::new(&plan, &device)?;
+        let fp16 = device.dtype() == DType::Fp16;
+        let mut scaler = match settings.loss_scale {
+            Some(s) => LossScaler::fixed(s),
+            None if fp16 => LossScaler::dynamic(1024.0, 200),
+            None => LossScaler::fixed(1.0),
+        };
+        let (mut step_no, mut rng, mut tokens_seen, mut elapsed) =
+            (0, Rng::new(settings.seed ^ 0x5EED), 0, 0.0);
+        let mut resume_notes = Vec::new();
+        let (params, opt) = if resume {
+            let path = checkpoint::latest(&settings.out)?
+                .ok_or_else(|| anyhow!("--resume: no checkpoint in {}", settings.out.display()))?;
+            let ck = Checkpoint::load(&path)?;
+            resume_notes = check_resume(&ck, &path, &settings, &tok)?;
+            (scaler, step_no, rng, tokens_seen) = (
+                ck.meta.scaler,
+                ck.meta.step,
+                Rng::new(ck.meta.rng),
+                ck.meta.tokens_seen,
+            );
+            elapsed = ck.meta.elapsed_s;
+            (ck.params, ck.opt)
+        } else {
+            let params = match &settings.init {
+                Some(dir) => {
+                    let (hf_config, params) = crate::model::hf::load(dir, c.seq)?;
+                    ensure!(
+                        hf_config == *c,
+                        "the run's model config differs from {}/config.json ({c:?} vs {hf_config:?})",
+                        dir.display()
+                    );
+                    params
+                }
+                None => Params::init(c, settings.seed),
+            };
+            let opt = new_optimizer(&settings, &params);
+            (params, opt)
         };
         let mut t = Trainer {
             params,
-            opt: Optimizer::sgd(&Params::zeros(c), 0.0, 0.0),
-            scaler: match settings.loss_scale {
-                Some(s) => LossScaler::fixed(s),
-                None if fp16 => LossScaler::dynamic(1024.0, 200),
-                None => LossScaler::fixed(1.0),
-            },
-            step_no: 0,
-            rng: Rng::new(settings.seed ^ 0x5EED),
-            tokens_seen: 0,
-            elapsed: 0.0,
+            opt,
+            scaler,
+            step_no,
+            rng,
+            tokens_seen,
+            elapsed,
             schedule: Schedule {
                 max_lr: settings.lr,
                 warmup: settings.warmup,
@@ -172,55 +151,45 @@ impl Trainer {
             tok,
             data,
             val,
-            step,
+            model,
             device_name: format!("{}, dW on the {}", device.name(), plan.dw.name()),
+            resume_notes,
             settings,
         };
-        t.opt = match t.settings.optimizer {
-            OptimizerChoice::AdamW => Optimizer::adamw(
-                &t.params,
-                AdamWConfig {
-                    weight_decay: t.settings.weight_decay,
-                    beta2: t.settings.beta2,
-                    ..AdamWConfig::default()
-                },
-            ),
-            OptimizerChoice::Sgd => Optimizer::sgd(&t.params, t.settings.momentum, t.settings.weight_decay),
-        };
-        if resume {
-            match checkpoint::latest(&t.settings.out)? {
-                Some(path) => t.restore(Checkpoint::load(&path)?, &path)?,
-                None => bail!("--resume: no checkpoint in {}", t.settings.out.display()),
-            }
-        }
-        t.step.stage(&t.params)?;
+        t.model.stage(&t.params)?;
         Ok(t)
     }
 
-    fn restore(&mut self, ck: Checkpoint, path: &Path) -> Result<()> {
-        ensure!(
-            ck.meta.config == self.settings.model,
-            "{}: the checkpoint's model config differs from this run's ({:?} vs {:?})",
-            path.display(),
-            ck.meta.config,
-            self.settings.model
-        );
-        ensure!(
-            ck.meta.tokenizer_hash == self.tok.hash,
-            "{}: trained with another tokenizer (fingerprint {} vs {} of {})",
-            path.display(),
-            ck.meta.tokenizer_hash,
-            self.tok.hash,
-            self.settings.tokenizer.display()
-        );
-        self.params = ck.params;
-        self.opt = ck.opt;
-        self.scaler = ck.meta.scaler;
-        self.step_no = ck.meta.step;
-        self.rng = Rng::new(ck.meta.rng);
-        self.tokens_seen = ck.meta.tokens_seen;
-        self.elapsed = ck.meta.elapsed_s;
-        Ok(())
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Optimizer updates done.
+    pub fn step_no(&self) -> u64 {
+        self.step_no
+    }
+
+    pub fn tokenizer(&self) -> &Tok {
+        &self.tok
+    }
+
+    /// Training seconds so far (resumed runs included).
+    pub fn elapsed(&self) -> f64 {
+        self.elapsed
+    }
+
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    /// After `--resume`: one line per setting that differs from the checkpoint's run, saying
+    /// which value the resumed run uses.
+    pub fn resume_notes(&self) -> &[String] {
+        &self.resume_notes
     }
 
     /// The JSON part of the current state's checkpoint.
@@ -239,15 +208,6 @@ impl Trainer {
         })
     }
 
-    /// The checkpoint of the current state (a copy; [`Trainer::save`] writes without one).
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
-        Ok(Checkpoint {
-            meta: self.meta()?,
-            params: self.params.clone(),
-            opt: self.opt.clone(),
-        })
-    }
-
     /// Writes a checkpoint into the run directory and prunes old ones; returns its path.
     pub fn save(&self) -> Result<PathBuf> {
         let path = self.settings.out.join(checkpoint::file_name(self.step_no));
@@ -260,7 +220,7 @@ impl Trainer {
     pub fn validate(&mut self) -> Result<f64> {
         let mut sum = 0.0;
         for w in &self.val {
-            sum += self.step.forward(&self.params, w)?;
+            sum += self.model.forward(&self.params, w)?;
         }
         Ok(sum / self.val.len().max(1) as f64)
     }
@@ -274,19 +234,27 @@ impl Trainer {
         let mut loss = 0.0;
         for _ in 0..accum {
             let toks = self.data.sample(&mut self.rng, c.seq)?;
-            loss += self.step.forward(&self.params, &toks)?;
-            self.step.backward(scale)?;
+            loss += self.model.forward(&self.params, &toks)?;
+            self.model.backward(scale)?;
         }
         loss /= accum as f64;
-        let grads = self.step.take_grads(&self.params, scale * accum as f32);
-        let finite = grads.tensors.iter().all(|t| t.data.iter().all(|v| v.is_finite()));
+        // With dynamic loss scaling a non-finite loss or gradient is the scaler's to handle
+        // (skip the update, lower the scale); otherwise it ends the run.
+        ensure!(
+            loss.is_finite() || self.scaler.dynamic,
+            "loss is {} at step {}: stopping (the last checkpoint is intact; try a lower --lr)",
+            if loss.is_nan() { "NaN" } else { "inf" },
+            self.step_no + 1
+        );
+        let grads = self.model.take_grads(&self.params, scale * accum as f32);
+        let finite = loss.is_finite() && grads.tensors.iter().all(|t| t.data.iter().all(|v| v.is_finite()));
         let apply = self.scaler.update(finite);
         let lr = self.schedule.lr(self.step_no);
         let mut grad_norm = f64::NAN;
         if apply {
             grad_norm = clip(grads, self.settings.clip);
             let changed = self.opt.step(&mut self.params, grads, lr as f32);
-            self.step.restage(&self.params, &changed)?;
+            self.model.restage(&self.params, &changed)?;
         }
         self.step_no += 1;
         let dt = t0.elapsed().as_secs_f64();
@@ -336,36 +304,119 @@ impl Trainer {
     }
 }
 
+/// Checks a checkpoint belongs to this run — the same model config, tokenizer and optimizer
+/// kind — and returns what the resumed run keeps and changes ([`resume_notes`]).
+fn check_resume(ck: &Checkpoint, path: &Path, settings: &Settings, tok: &Tok) -> Result<Vec<String>> {
+    let p = path.display();
+    ensure!(
+        ck.meta.config == settings.model,
+        "--resume: {p}: the checkpoint's model config differs from this run's ({})",
+        differences(&json(&ck.meta.config), &json(&settings.model))
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ensure!(
+        ck.meta.tokenizer_hash == tok.hash,
+        "--resume: {p} was trained with another tokenizer (fingerprint {} vs {} of {})",
+        ck.meta.tokenizer_hash,
+        tok.hash,
+        settings.tokenizer.display()
+    );
+    let kind = match ck.opt {
+        Optimizer::AdamW { .. } => OptimizerKind::AdamW,
+        Optimizer::Sgd { .. } => OptimizerKind::Sgd,
+    };
+    ensure!(
+        kind == settings.optimizer,
+        "--resume: {p} was trained with {kind:?}, this run asks for {:?}; an optimizer's state \
+         cannot change kind (leave out --optimizer, or start a new run directory)",
+        settings.optimizer
+    );
+    Ok(resume_notes(&ck.meta.settings, settings))
+}
+
+/// A new optimizer over `p` as the settings ask.
+fn new_optimizer(s: &Settings, p: &Params) -> Optimizer {
+    match s.optimizer {
+        OptimizerKind::AdamW => Optimizer::adamw(
+            p,
+            AdamWConfig {
+                weight_decay: s.weight_decay,
+                beta2: s.beta2,
+                ..AdamWConfig::default()
+            },
+        ),
+        OptimizerKind::Sgd => Optimizer::sgd(p, s.momentum, s.weight_decay),
+    }
+}
+
+/// For each field where two serialised values differ: its name and `key: a in the
+/// checkpoint, b here`.
+fn differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<(String, String)> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return Vec::new();
+    };
+    b.iter()
+        .filter(|(k, v)| a.get(*k) != Some(v))
+        .map(|(k, v)| {
+            let was = a.get(k).map_or("none".into(), |x| x.to_string());
+            (k.clone(), format!("{k}: {was} in the checkpoint, {v} here"))
+        })
+        .collect()
+}
+
+fn json(v: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// Settings the optimizer state carries: a resumed run keeps the checkpoint's.
+const KEPT_FROM_CHECKPOINT: [&str; 4] = ["weight_decay", "beta2", "momentum", "seed"];
+
+/// One line per setting that differs between the checkpoint's run (`old`, as saved) and this
+/// one, saying which value the resumed run uses.
+fn resume_notes(old: &serde_json::Value, new: &Settings) -> Vec<String> {
+    if !old.is_object() {
+        return vec!["the checkpoint records no settings: this run's apply".into()];
+    }
+    differences(old, &json(new))
+        .into_iter()
+        .map(|(key, d)| {
+            let rule = if KEPT_FROM_CHECKPOINT.contains(&key.as_str()) {
+                "the checkpoint's is kept"
+            } else {
+                "this run's applies"
+            };
+            format!("{d}: {rule}")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::Exec;
-    use crate::kernels::KernelDef;
-    use malus_ane::ChipFamily;
-
-    /// A device that only reports a chip family (`plan_for` never compiles).
-    struct Reports(Option<ChipFamily>);
-
-    impl Device for Reports {
-        fn name(&self) -> String {
-            "test".into()
-        }
-        fn chip_family(&self) -> Option<ChipFamily> {
-            self.0
-        }
-        fn compile(&self, _: &KernelDef) -> Result<Box<dyn Exec>> {
-            anyhow::bail!("not in this test")
-        }
-    }
 
     #[test]
-    fn dw_auto_asks_the_cost_model_for_the_detected_chip() {
-        let c = Config::preset("stories110m").unwrap();
-        let dw = |f| plan_for(&c, DType::Fp16, DwChoice::Auto, &Reports(f)).unwrap().dw;
-        assert_eq!(dw(Some(ChipFamily::M1)), DwPlacement::Host);
-        assert_eq!(dw(Some(ChipFamily::M5)), DwPlacement::Device);
-        // No chip (the CPU executor) or one the table does not know: the device.
-        assert_eq!(dw(None), DwPlacement::Device);
-        assert_eq!(dw(Some(ChipFamily::Unknown)), DwPlacement::Device);
+    fn resume_notes_name_each_changed_setting_and_who_wins() {
+        let old = Settings::default_run();
+        let mut new = old.clone();
+        new.lr = 1e-3;
+        new.weight_decay = 0.0;
+        let notes = resume_notes(&serde_json::to_value(&old).unwrap(), &new);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n == "lr: 0.002 in the checkpoint, 0.001 here: this run's applies"),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("weight_decay:") && n.ends_with("the checkpoint's is kept")),
+            "{notes:?}"
+        );
+        assert!(resume_notes(&serde_json::to_value(&old).unwrap(), &old).is_empty());
     }
 }

@@ -199,7 +199,7 @@ fn run_program(a: RunArgs) -> Result<ExitCode> {
     }
     let mut kernel = malus_cpu::compile(&program, &weights, &opts)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
-    let mut rng = crate::rng::Rng::new(a.seed);
+    let mut rng = malus::rng::Rng::new(a.seed);
     let infos = kernel.inputs().to_vec();
     for info in &infos {
         let choice = a

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::checkpoint::{self, Checkpoint};
-use crate::data::Tok;
-use crate::generate::{SampleOptions, generate};
-use crate::model::{Config, Params};
+use malus::checkpoint::{self, Checkpoint};
+use malus::data::Tok;
+use malus::generate::{SampleOptions, generate};
+use malus::model::{Config, Params};
 
 #[derive(Args)]
 pub struct GenerateArgs {

@@ -4,20 +4,11 @@ use std::fmt::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
+use malus::plan::cost::{Chip, Prediction, auto_plan};
+use malus::plan::report::PlanReport;
+use malus::{Config, Dw, Plan};
 use malus_mil::DType;
-
-use crate::kernels::cost::{Chip, Prediction, auto_plan};
-use crate::kernels::plan::{DwPlacement, Plan};
-use crate::kernels::report::Report;
-use crate::model::Config;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum DwArg {
-    Auto,
-    Device,
-    Host,
-}
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -30,9 +21,9 @@ pub struct PlanArgs {
     vocab: Option<usize>,
     /// Where weight-gradient matmuls run (auto: the faster by the cost model for `--chip`;
     /// the device when no chip is given).
-    #[arg(long, value_enum, default_value_t = DwArg::Auto)]
-    dw: DwArg,
-    /// Predict the step time on a chip with the cost model of ane-perf-data.md §7: m1, m2,
+    #[arg(long, value_enum, default_value_t = Dw::Auto)]
+    dw: Dw,
+    /// Predict the step time on a chip with the cost model of docs/cost-model.md: m1, m2,
     /// m3-ultra, m4, m4-max, m5, m5-max (predictions, not measurements).
     #[arg(long)]
     chip: Option<String>,
@@ -55,9 +46,7 @@ pub fn run(a: PlanArgs) -> Result<ExitCode> {
     let chip = a.chip.as_deref().map(Chip::by_key).transpose()?;
     let mut out = String::new();
     let plan = match (a.dw, chip) {
-        (DwArg::Device, _) | (DwArg::Auto, None) => Plan::new(&c, DType::Fp16, DwPlacement::Device)?,
-        (DwArg::Host, _) => Plan::new(&c, DType::Fp16, DwPlacement::Host)?,
-        (DwArg::Auto, Some(chip)) => {
+        (Dw::Auto, Some(chip)) => {
             let (plan, preds) = auto_plan(&c, DType::Fp16, chip)?;
             for p in preds {
                 writeln!(out, "dW on the {}: {p}", p.dw.name())?;
@@ -65,10 +54,11 @@ pub fn run(a: PlanArgs) -> Result<ExitCode> {
             writeln!(out, "--dw auto on {}: dW on the {}\n", chip.name, plan.dw.name())?;
             plan
         }
+        (dw, _) => Plan::new(&c, DType::Fp16, dw)?,
     };
-    let r = Report::new(&plan, &a.model);
+    let r = PlanReport::new(&plan, &a.model);
     write!(out, "{r}")?;
-    if let (Some(chip), DwArg::Device | DwArg::Host) = (chip, a.dw) {
+    if let (Some(chip), Dw::Device | Dw::Host) = (chip, a.dw) {
         writeln!(out, "{}", Prediction::new(chip, &r, c.seq))?;
     }
     for (k, _) in plan.calls() {

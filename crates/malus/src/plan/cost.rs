@@ -1,8 +1,8 @@
-//! Predicted Neural Engine step time of a plan: the cost model of ane-perf-data.md §7 (dispatch
+//! Predicted Neural Engine step time of a plan: the cost model of docs/cost-model.md (dispatch
 //! overhead, compute, surface I/O, host work) with its per-chip constants, fitted to published
 //! runs of other projects (held-out error ~±15 %). A prediction, not a measurement: no malus
 //! kernel has run on an ANE, and plans that put every matmul on the device lie outside the
-//! fitted range (the document says: treat as ±30 %). Used to choose where dW runs (`--dw auto`).
+//! fitted range (docs/cost-model.md §1: treat as ±30 %). Used to choose where dW runs (`--dw auto`).
 
 use std::fmt;
 
@@ -11,11 +11,12 @@ use malus_ane::ChipFamily;
 
 use malus_mil::DType;
 
-use super::plan::{DwPlacement, Plan};
-use super::report::Report;
+use super::Plan;
+use super::report::PlanReport;
 use crate::model::Config;
+use crate::settings::Dw;
 
-/// One row of the constants table (ane-perf-data.md §7.2).
+/// One row of the constants table (docs/cost-model.md §3).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Chip {
     pub key: &'static str,
@@ -56,7 +57,7 @@ const fn chip(key: &'static str, name: &'static str, k: [f64; 9]) -> Chip {
     }
 }
 
-/// The rows of §7.2 (macOS 26 where a row exists for it).
+/// The rows of docs/cost-model.md §3 (macOS 26 where a row exists for it).
 pub const CHIPS: [Chip; 7] = [
     chip(
         "m1",
@@ -91,7 +92,8 @@ pub const CHIPS: [Chip; 7] = [
     ),
 ];
 
-/// Host op costs in ns per element (maderix's vDSP code on M3 Ultra, §7.2), scaled by `s_cpu`.
+/// Host op costs in ns per element (maderix's vDSP code on M3 Ultra,
+/// docs/cost-model.md §4), scaled by `s_cpu`.
 const NS_CE_CONTIGUOUS: f64 = 1.40;
 const NS_ELEMENTWISE: f64 = 0.30;
 const NS_MEMCPY_PER_BYTE: f64 = 0.0204;
@@ -135,7 +137,7 @@ pub struct KernelCost {
     pub w_baked: f64,
 }
 
-/// Host work of one step (§7.1): GEMM FLOPs on the critical path and on a background queue,
+/// Host work of one step (docs/cost-model.md §1): GEMM FLOPs on the critical path and on a background queue,
 /// the window the latter may hide in, and element counts per op class.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HostWork {
@@ -164,7 +166,7 @@ impl Breakdown {
     }
 }
 
-/// The six lines of §7.1.
+/// The six lines of docs/cost-model.md §2.
 pub fn predict(c: &Chip, kernels: &[KernelCost], h: &HostWork) -> Breakdown {
     let ms = 1e3;
     let mut ane = 0.0;
@@ -194,14 +196,14 @@ pub fn predict(c: &Chip, kernels: &[KernelCost], h: &HostWork) -> Breakdown {
 #[derive(Clone, Copy, Debug)]
 pub struct Prediction {
     pub chip: &'static Chip,
-    pub dw: DwPlacement,
+    pub dw: Dw,
     pub micro: Breakdown,
     pub update_ms: f64,
     pub seq: usize,
 }
 
 impl Prediction {
-    pub fn new(chip: &'static Chip, r: &Report, seq: usize) -> Prediction {
+    pub fn new(chip: &'static Chip, r: &PlanReport, seq: usize) -> Prediction {
         let e = r.elem_bytes as f64;
         let kernels: Vec<KernelCost> = r
             .kernels
@@ -254,7 +256,7 @@ impl fmt::Display for Prediction {
         let m = &self.micro;
         writeln!(
             f,
-            "predicted on {} (cost model v1 of ane-perf-data.md §7, constants of that row; not a measurement):",
+            "predicted on {} (cost model v1 of docs/cost-model.md, constants of that row; not a measurement):",
             self.chip.name
         )?;
         writeln!(
@@ -279,11 +281,8 @@ impl fmt::Display for Prediction {
 /// `--dw auto` on `chip`: builds the plan both ways and keeps the one predicted faster, with
 /// the predictions of both (dW on the device first).
 pub fn auto_plan(c: &Config, dtype: DType, chip: &'static Chip) -> Result<(Plan, [Prediction; 2])> {
-    let (d, h) = (
-        Plan::new(c, dtype, DwPlacement::Device)?,
-        Plan::new(c, dtype, DwPlacement::Host)?,
-    );
-    let (rd, rh) = (Report::new(&d, ""), Report::new(&h, ""));
+    let (d, h) = (Plan::new(c, dtype, Dw::Device)?, Plan::new(c, dtype, Dw::Host)?);
+    let (rd, rh) = (PlanReport::new(&d, ""), PlanReport::new(&h, ""));
     let preds = [
         Prediction::new(chip, &rd, c.seq),
         Prediction::new(chip, &rh, c.seq),
@@ -296,18 +295,18 @@ pub fn auto_plan(c: &Config, dtype: DType, chip: &'static Chip) -> Result<(Plan,
 mod tests {
     use super::*;
 
-    /// The document prints components to 0.1 ms from slightly rounder constants: within
+    /// docs/cost-model.md §6 prints components to 0.1 ms from slightly rounder constants: within
     /// 0.15 ms or 0.5 % (a missing term or factor would be off by far more).
     fn close(got: f64, want: f64, what: &str) {
         let tol = 0.15f64.max(0.005 * want);
         assert!(
             (got - want).abs() <= tol,
-            "{what}: {got:.2} ms, the document says {want}"
+            "{what}: {got:.2} ms, docs/cost-model.md §6 says {want}"
         );
     }
 
-    /// One validation row of the document: its plan quantities (§7.3) and predicted components
-    /// (§7.4).
+    /// One validation row of docs/cost-model.md: its plan quantities (§5) and predicted
+    /// components (§6).
     struct DocRow {
         id: &'static str,
         chip: &'static str,
@@ -324,7 +323,7 @@ mod tests {
         want: [f64; 6],
     }
 
-    /// The formula reproduces the document's own predictions from its plan quantities: V12,
+    /// The formula reproduces docs/cost-model.md's own predictions (§6) from its plan quantities (§5): V12,
     /// maderix's dynamic 10k fp16 Stories110M pipeline on M4, and V15, its Qwen3-0.6B pipeline on
     /// M5 Max — both compute-bound, so one aggregate kernel stands for all evaluations.
     #[test]
@@ -355,7 +354,7 @@ mod tests {
                 want: [160.7, 53.5, 6.5, 90.7, 0.0, 311.4],
             },
         ];
-        // ns per element of RMSNorm fwd/bwd, SiLU-gate bwd, strided CE (the document's table).
+        // ns per element of RMSNorm fwd/bwd, SiLU-gate bwd, strided CE (docs/cost-model.md §4).
         let ns = [0.37, 0.79, 0.95, 4.9, NS_ELEMENTWISE];
         for r in &rows {
             let k = KernelCost {
@@ -405,7 +404,7 @@ mod tests {
         let auto = |chip| auto_plan(&c, DType::Fp16, chip).unwrap();
         for chip in &CHIPS {
             let (plan, [pd, ph]) = auto(chip);
-            assert_eq!((pd.dw, ph.dw), (DwPlacement::Device, DwPlacement::Host));
+            assert_eq!((pd.dw, ph.dw), (Dw::Device, Dw::Host));
             assert!(ph.micro.gemm > 0.0, "{}: host dW costs host GEMM time", chip.key);
             assert_eq!(pd.micro.gemm, 0.0);
             assert!(
@@ -414,14 +413,14 @@ mod tests {
                 chip.key
             );
             let want = if ph.micro.total() < pd.micro.total() {
-                DwPlacement::Host
+                Dw::Host
             } else {
-                DwPlacement::Device
+                Dw::Device
             };
             assert_eq!(plan.dw, want, "{}", chip.key);
         }
-        assert_eq!(auto(Chip::by_key("m1").unwrap()).0.dw, DwPlacement::Host);
-        assert_eq!(auto(Chip::by_key("m5-max").unwrap()).0.dw, DwPlacement::Device);
+        assert_eq!(auto(Chip::by_key("m1").unwrap()).0.dw, Dw::Host);
+        assert_eq!(auto(Chip::by_key("m5-max").unwrap()).0.dw, Dw::Device);
     }
 
     #[test]

@@ -6,32 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::generate::SampleOptions;
-use crate::model::{Config, hf};
-use crate::train::settings::{DeviceChoice, DwChoice, NumericsChoice, OptimizerChoice};
-use crate::train::{Settings, Trainer};
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum DeviceArg {
-    Auto,
-    Cpu,
-    Ane,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum NumericsArg {
-    F32,
-    Fp16,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum OptArg {
-    Adamw,
-    Sgd,
-}
+use malus::generate::SampleOptions;
+use malus::model::{Config, hf};
+use malus::{DeviceChoice, Dw, Numerics, OptimizerKind, Settings, Trainer};
 
 /// With no arguments: a ~6M-parameter model on the shipped Jane Austen corpus.
 #[derive(Args)]
@@ -68,7 +48,7 @@ pub struct TrainArgs {
     #[arg(long)]
     warmup: Option<u64>,
     #[arg(long, value_enum)]
-    optimizer: Option<OptArg>,
+    optimizer: Option<OptimizerKind>,
     /// Global gradient-norm clip (0 disables).
     #[arg(long)]
     clip: Option<f64>,
@@ -77,15 +57,15 @@ pub struct TrainArgs {
     loss_scale: Option<f32>,
     #[arg(long)]
     seed: Option<u64>,
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
     /// Arithmetic of the CPU executor.
-    #[arg(long, value_enum, default_value_t = NumericsArg::F32)]
-    numerics: NumericsArg,
+    #[arg(long, value_enum, default_value_t = Numerics::F32)]
+    numerics: Numerics,
     /// Where the weight-gradient matmuls run (auto: on an ANE, what the cost model predicts
     /// faster for its chip; on the CPU executor, the device).
-    #[arg(long, value_enum, default_value_t = super::plan::DwArg::Auto)]
-    dw: super::plan::DwArg,
+    #[arg(long, value_enum, default_value_t = Dw::Auto)]
+    dw: Dw,
     #[arg(long)]
     eval_every: Option<u64>,
     #[arg(long)]
@@ -131,26 +111,8 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
         data, tokenizer, out, steps, accum, lr, warmup, clip, seed, eval_every, ckpt_every
     );
     s.loss_scale = a.loss_scale.or(s.loss_scale);
-    if let Some(o) = a.optimizer {
-        s.optimizer = match o {
-            OptArg::Adamw => OptimizerChoice::AdamW,
-            OptArg::Sgd => OptimizerChoice::Sgd,
-        };
-    }
-    s.device = match a.device {
-        DeviceArg::Auto => DeviceChoice::Auto,
-        DeviceArg::Cpu => DeviceChoice::Cpu,
-        DeviceArg::Ane => DeviceChoice::Ane,
-    };
-    s.dw = match a.dw {
-        super::plan::DwArg::Auto => DwChoice::Auto,
-        super::plan::DwArg::Device => DwChoice::Device,
-        super::plan::DwArg::Host => DwChoice::Host,
-    };
-    s.numerics = match a.numerics {
-        NumericsArg::F32 => NumericsChoice::F32,
-        NumericsArg::Fp16 => NumericsChoice::Fp16,
-    };
+    s.optimizer = a.optimizer.unwrap_or(s.optimizer);
+    (s.device, s.numerics, s.dw) = (a.device, a.numerics, a.dw);
     anyhow::ensure!(
         s.steps > 0 && s.accum > 0 && s.eval_every > 0 && s.ckpt_every > 0,
         "steps, accum, eval-every and ckpt-every must be positive"
@@ -161,22 +123,25 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let s = settings(&a)?;
     let mut t = Trainer::new(s, a.resume)?;
-    let c = &t.settings.model;
+    let c = &t.settings().model;
     println!(
         "malus train: {:.2}M parameters (dim {}, {} layers, {} heads, seq {}, vocab {}) on {} | data {} | run dir {}",
-        t.params.num_params() as f64 / 1e6,
+        t.params().num_params() as f64 / 1e6,
         c.dim,
         c.layers,
         c.heads,
         c.seq,
         c.vocab,
-        t.device_name,
-        t.settings.data.display(),
-        t.settings.out.display()
+        t.device_name(),
+        t.settings().data.display(),
+        t.settings().out.display()
     );
-    if t.step_no > 0 {
-        println!("resumed at step {}", t.step_no);
-    } else if let Some(dir) = &t.settings.init {
+    if t.step_no() > 0 {
+        println!("resumed at step {}", t.step_no());
+        for note in t.resume_notes() {
+            println!("  {note}");
+        }
+    } else if let Some(dir) = &t.settings().init {
         println!("starting from the Hugging Face weights in {}", dir.display());
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -187,12 +152,12 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         }
         eprintln!("\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again to quit now)");
     });
-    let bar = ProgressBar::new(t.settings.steps);
+    let bar = ProgressBar::new(t.settings().steps);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
             .expect("static template"),
     );
-    bar.set_position(t.step_no);
+    bar.set_position(t.step_no());
     let mut last_val = None;
     t.run(stop.clone(), |m| {
         bar.set_position(m.step);
@@ -213,18 +178,18 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     if stop.load(Ordering::SeqCst) {
-        println!("stopped at step {}; continue with --resume", t.step_no);
+        println!("stopped at step {}; continue with --resume", t.step_no());
         return Ok(ExitCode::from(130));
     }
     println!(
         "done: {} steps, validation loss {}, {:.0} s; metrics in {}",
-        t.step_no,
+        t.step_no(),
         last_val.map_or("n/a".into(), |v| format!("{v:.3}")),
-        t.elapsed,
-        t.settings.out.join("metrics.jsonl").display()
+        t.elapsed(),
+        t.settings().out.join("metrics.jsonl").display()
     );
-    let png = t.settings.out.join("loss.png");
-    match crate::plot::plot_metrics(&t.settings.out.join("metrics.jsonl"), &png) {
+    let png = t.settings().out.join("loss.png");
+    match crate::plot::plot_metrics(&t.settings().out.join("metrics.jsonl"), &png) {
         Ok(()) => println!("loss curve: {}", png.display()),
         Err(e) => eprintln!("warning: could not plot the loss curve: {e:#}"),
     }
@@ -237,11 +202,10 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             seed: 42,
             stop: None,
         };
-        let (config, params) = (&t.settings.model, &t.params);
         super::generate::sample(
-            config,
-            params,
-            &t.tok,
+            &t.settings().model,
+            t.params(),
+            t.tokenizer(),
             "It is a truth",
             &opts,
             &mut std::io::stdout().lock(),

@@ -1,131 +1,10 @@
-//! Pieces shared by every kernel: layouts of packed inputs/outputs, and MIL snippets
-//! (RMSNorm, RoPE, packed matmuls, slices) written once.
+//! The MIL builder with errors turned into `anyhow`, and the snippets every kernel shares
+//! (RMSNorm, RoPE, packed matmuls, GQA head repetition), written once.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, ensure};
 use malus_mil::{DType, FunctionBuilder, Type, Var};
 
-/// Where tensors sit inside a kernel's single input or output `[1, C, 1, W]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Axis {
-    /// Tensors stacked along channels (all share the width).
-    Channel,
-    /// Tensors side by side along the width (all share the channel count): the spatial packing
-    /// that carries weights inside the input (ane-facts.md B.5).
-    Spatial,
-}
-
-/// One named block of a layout.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Slot {
-    pub name: String,
-    pub offset: usize,
-    pub len: usize,
-}
-
-/// A `[1, channels, 1, width]` fp16 tensor split into named blocks along one axis.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub channels: usize,
-    pub width: usize,
-    pub axis: Axis,
-    pub slots: Vec<Slot>,
-}
-
-impl Layout {
-    /// Blocks laid out in order along `axis`; the other extent is `across`.
-    pub fn new(axis: Axis, across: usize, blocks: &[(&str, usize)]) -> Layout {
-        let mut offset = 0;
-        let slots = blocks
-            .iter()
-            .map(|(n, len)| {
-                let s = Slot {
-                    name: n.to_string(),
-                    offset,
-                    len: *len,
-                };
-                offset += len;
-                s
-            })
-            .collect();
-        let (channels, width) = match axis {
-            Axis::Channel => (offset, across),
-            Axis::Spatial => (across, offset),
-        };
-        Layout {
-            channels,
-            width,
-            axis,
-            slots,
-        }
-    }
-
-    pub fn slot(&self, name: &str) -> Result<&Slot> {
-        self.slots
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| anyhow!("layout has no block `{name}`"))
-    }
-
-    pub fn shape(&self) -> [usize; 4] {
-        [1, self.channels, 1, self.width]
-    }
-
-    pub fn elements(&self) -> usize {
-        self.channels * self.width
-    }
-
-    /// `(channels, width)` of a block.
-    pub fn block_dims(&self, name: &str) -> Result<(usize, usize)> {
-        let s = self.slot(name)?;
-        Ok(match self.axis {
-            Axis::Channel => (s.len, self.width),
-            Axis::Spatial => (self.channels, s.len),
-        })
-    }
-
-    /// Copies a row-major `[channels, width]` block into its place in a packed buffer.
-    pub fn write_block<T: Copy>(&self, buf: &mut [T], name: &str, block: &[T]) -> Result<()> {
-        let (c, w) = self.block_dims(name)?;
-        anyhow::ensure!(
-            block.len() == c * w,
-            "block `{name}` needs {c}×{w} values, got {}",
-            block.len()
-        );
-        anyhow::ensure!(buf.len() == self.elements(), "packed buffer has the wrong length");
-        let s = self.slot(name)?;
-        match self.axis {
-            Axis::Channel => buf[s.offset * w..(s.offset + c) * w].copy_from_slice(block),
-            Axis::Spatial => {
-                for (r, row) in block.chunks_exact(w).enumerate() {
-                    let at = r * self.width + s.offset;
-                    buf[at..at + w].copy_from_slice(row);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies a block out of a packed buffer as row-major `[channels, width]`.
-    pub fn read_block<T: Copy>(&self, buf: &[T], name: &str, out: &mut [T]) -> Result<()> {
-        let (c, w) = self.block_dims(name)?;
-        anyhow::ensure!(
-            out.len() == c * w,
-            "block `{name}` has {c}×{w} values, buffer {}",
-            out.len()
-        );
-        let s = self.slot(name)?;
-        match self.axis {
-            Axis::Channel => out.copy_from_slice(&buf[s.offset * w..(s.offset + c) * w]),
-            Axis::Spatial => {
-                for (r, row) in out.chunks_exact_mut(w).enumerate() {
-                    let at = r * self.width + s.offset;
-                    row.copy_from_slice(&buf[at..at + w]);
-                }
-            }
-        }
-        Ok(())
-    }
-}
+use super::packing::{Axis, Block, Packing};
 
 /// The MIL builder with errors turned into `anyhow` and the snippets kernels share.
 pub struct Mil {
@@ -149,28 +28,62 @@ impl Mil {
         }
     }
 
-    /// The kernel's single fp16 input.
-    pub fn input(&mut self, layout: &Layout) -> Var {
-        self.b.input("x", Type::tensor(self.dtype, &layout.shape()))
+    /// The kernel's single input.
+    pub fn input(&mut self, packing: &Packing) -> Var {
+        self.b.input("x", Type::tensor(self.dtype, &packing.shape()))
     }
 
     /// Cuts a block out of a packed input as `[1, C, 1, W]`.
-    pub fn block(&mut self, x: &Var, layout: &Layout, name: &str) -> V {
-        let s = layout.slot(name)?;
-        let (c, w) = layout.block_dims(name)?;
-        let (begin, size) = match layout.axis {
+    pub fn block(&mut self, x: &Var, packing: &Packing, b: Block) -> V {
+        let s = packing.slot(b)?;
+        let (c, w) = packing.block_dims(b)?;
+        let (begin, size) = match packing.axis {
             Axis::Channel => ([0, s.offset as i64, 0, 0], [1, c as i64, 1, w as i64]),
             Axis::Spatial => ([0, 0, 0, s.offset as i64], [1, c as i64, 1, w as i64]),
         };
         self.b.slice_by_size(x, &begin, &size).map_err(e)
     }
 
-    /// Concatenates `[1, C_i, 1, W]` blocks along channels: the kernel output.
-    pub fn output(&mut self, parts: &[&Var]) -> V {
-        if parts.len() == 1 {
-            return self.b.name("y").identity(parts[0]).map_err(e);
+    /// Cuts several blocks out of a packed input.
+    pub fn blocks<const N: usize>(&mut self, x: &Var, packing: &Packing, bs: [Block; N]) -> Result<[Var; N]> {
+        let mut out = Vec::with_capacity(N);
+        for b in bs {
+            out.push(self.block(x, packing, b)?);
         }
-        self.b.name("y").concat(parts, 1).map_err(e)
+        Ok(out.try_into().unwrap_or_else(|_| unreachable!("N blocks cut")))
+    }
+
+    /// The kernel output: `[1, C_i, 1, W]` blocks concatenated along channels, each named by
+    /// the block of the declared `packing` it fills. The names must be the packing's blocks in
+    /// its order and each part must have its block's shape, so an output wired to the wrong
+    /// block fails here rather than in a gradient check. A single block is the output as it
+    /// is (no copy op to name it).
+    pub fn output(&mut self, packing: &Packing, parts: &[(Block, &Var)]) -> V {
+        ensure!(
+            packing.axis == Axis::Channel,
+            "kernel outputs are stacked along channels"
+        );
+        let got: Vec<Block> = parts.iter().map(|(b, _)| *b).collect();
+        let want: Vec<Block> = packing.slots.iter().map(|s| s.block).collect();
+        ensure!(
+            got == want,
+            "output blocks [{}] do not match the declared output [{}]",
+            names(&got),
+            names(&want)
+        );
+        for (b, v) in parts {
+            let (c, w) = packing.block_dims(*b)?;
+            ensure!(
+                v.shape() == [1, c, 1, w],
+                "output block `{b}` is {:?}, declared [1, {c}, 1, {w}]",
+                v.shape()
+            );
+        }
+        if let [(_, v)] = parts {
+            return Ok((*v).clone());
+        }
+        let vars: Vec<&Var> = parts.iter().map(|(_, v)| *v).collect();
+        self.b.name("y").concat(&vars, 1).map_err(e)
     }
 
     pub fn reshape(&mut self, x: &Var, shape: &[usize]) -> V {
@@ -317,26 +230,6 @@ impl Mil {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spatial_and_channel_blocks_round_trip() {
-        let l = Layout::new(Axis::Spatial, 2, &[("a", 3), ("b", 2)]);
-        assert_eq!((l.channels, l.width), (2, 5));
-        let mut buf = vec![0; 10];
-        l.write_block(&mut buf, "a", &[1, 2, 3, 4, 5, 6]).unwrap();
-        l.write_block(&mut buf, "b", &[7, 8, 9, 10]).unwrap();
-        assert_eq!(buf, [1, 2, 3, 7, 8, 4, 5, 6, 9, 10]);
-        let mut out = vec![0; 4];
-        l.read_block(&buf, "b", &mut out).unwrap();
-        assert_eq!(out, [7, 8, 9, 10]);
-        let c = Layout::new(Axis::Channel, 2, &[("a", 1), ("b", 2)]);
-        let mut buf = vec![0; 6];
-        c.write_block(&mut buf, "b", &[1, 2, 3, 4]).unwrap();
-        assert_eq!(buf, [0, 0, 1, 2, 3, 4]);
-        assert!(c.write_block(&mut buf, "a", &[1]).is_err());
-        assert!(c.slot("zz").is_err());
-    }
+fn names(bs: &[Block]) -> String {
+    bs.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use crate::data::{self, Tok};
+use malus::data::{self, Tok};
 
 #[derive(Subcommand)]
 pub enum TokenizerCommand {

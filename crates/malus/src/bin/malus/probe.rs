@@ -8,7 +8,7 @@
 //!   fp16): a chip that refuses purely elementwise programs (row 22) then fails one probe, not all.
 //! - Surfaces are ≥ 49,152 bytes, widths multiples of 64, I/O a single fp16 tensor and values
 //!   O(1), except where the probe is about exactly that.
-//! - Specs come from [`crate::device::ane_spec`], the conversion training uses, so the probes
+//! - Specs come from [`malus::device::ane_spec`], the conversion training uses, so the probes
 //!   test the MIL text and weight files the trainer sends.
 //! - The ANE side takes an [`Ane`], which tests open over `malus_ane`'s fake backend.
 
@@ -21,9 +21,7 @@ use malus_mil::lint::{Target, lint};
 use malus_mil::{ConvParams, DType, FunctionBuilder, InferError, Program, Severity, Type, Var, Weights};
 use serde::{Deserialize, Serialize};
 
-use crate::device::ane_spec;
-use crate::kernels::KernelDef;
-use crate::kernels::common::{Axis, Layout};
+use malus::device::ane_spec;
 
 /// Names the JSON layout of [`Report`]; bump when a field changes meaning.
 pub const SCHEMA: &str = "malus-ane-capabilities/1";
@@ -413,17 +411,9 @@ pub fn probe(name: &str) -> Option<Probe> {
         .map(|i| build(i, &TABLE[i]))
 }
 
-/// The spec the ANE gets, through the trainer's conversion (the layouts are not used by it).
+/// The spec the ANE gets, through the trainer's conversion.
 pub fn kernel_spec(p: &Probe) -> anyhow::Result<KernelSpec> {
-    let unused = Layout::new(Axis::Channel, 1, &[("x", 1)]);
-    ane_spec(&KernelDef {
-        name: p.name,
-        program: p.program.clone(),
-        weights: p.weights.clone(),
-        input: unused.clone(),
-        output: unused,
-        flops: 0,
-    })
+    ane_spec(p.name, &p.program, &p.weights)
 }
 
 fn encode(fp16: bool, vals: &[f32]) -> Vec<u8> {

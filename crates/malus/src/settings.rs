@@ -1,13 +1,16 @@
-//! Everything a training run is configured by, with the defaults of `malus train`.
+//! Everything a training run is configured by, with the defaults of `malus train`, and the
+//! choices it is made of. The enums are the command line's values too (clap's `ValueEnum`), so
+//! the CLI and the library spell each choice once.
 
 use std::path::PathBuf;
 
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Config;
 
 /// Which executor runs the kernels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 pub enum DeviceChoice {
     /// The Neural Engine where it opens, else the CPU executor.
     Auto,
@@ -15,25 +18,41 @@ pub enum DeviceChoice {
     Ane,
 }
 
-/// Arithmetic of the CPU executor (the ANE is always fp16).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NumericsChoice {
+/// Arithmetic of the CPU executor (the Neural Engine is always fp16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+pub enum Numerics {
+    /// f32 kernels: the fast path on a CPU.
     F32,
+    /// fp16 kernels with every op rounded as on the ANE: its stand-in for tests.
     Fp16,
 }
 
 /// Where the weight-gradient matmuls run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DwChoice {
-    /// On the ANE: the placement the cost model predicts faster for the detected chip
-    /// (`kernels::cost`); on the CPU executor: the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+pub enum Dw {
+    /// On a Neural Engine: the placement the cost model predicts faster for its chip
+    /// (`plan::cost`); elsewhere: the device.
     Auto,
+    /// dW kernels on the device.
     Device,
+    /// f32 GEMMs on the host over the backward kernels' taps.
     Host,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OptimizerChoice {
+impl Dw {
+    /// `device` or `host` (`auto` before it is resolved), as reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dw::Auto => "auto",
+            Dw::Device => "device",
+            Dw::Host => "host",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+pub enum OptimizerKind {
+    #[value(name = "adamw")]
     AdamW,
     Sgd,
 }
@@ -52,7 +71,7 @@ pub struct Settings {
     pub lr: f64,
     pub warmup: u64,
     pub min_lr_ratio: f64,
-    pub optimizer: OptimizerChoice,
+    pub optimizer: OptimizerKind,
     pub weight_decay: f32,
     pub beta2: f32,
     pub momentum: f32,
@@ -67,8 +86,8 @@ pub struct Settings {
     pub keep: usize,
     pub val_fraction: f64,
     pub device: DeviceChoice,
-    pub numerics: NumericsChoice,
-    pub dw: DwChoice,
+    pub numerics: Numerics,
+    pub dw: Dw,
     /// A text file (tokenized on the fly) or a uint16 token shard (`.bin`).
     pub data: PathBuf,
     pub tokenizer: PathBuf,
@@ -100,7 +119,7 @@ impl Settings {
             lr: 2e-3,
             warmup: 40,
             min_lr_ratio: 0.1,
-            optimizer: OptimizerChoice::AdamW,
+            optimizer: OptimizerKind::AdamW,
             weight_decay: 0.1,
             beta2: 0.95,
             momentum: 0.9,
@@ -113,8 +132,8 @@ impl Settings {
             keep: 3,
             val_fraction: 0.05,
             device: DeviceChoice::Auto,
-            numerics: NumericsChoice::F32,
-            dw: DwChoice::Auto,
+            numerics: Numerics::F32,
+            dw: Dw::Auto,
             data: PathBuf::from("data/austen.txt"),
             tokenizer: PathBuf::from("data/tokenizer.json"),
             out: PathBuf::from("runs/default"),

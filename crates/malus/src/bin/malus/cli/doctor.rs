@@ -10,8 +10,8 @@ use clap::Args;
 use malus_ane::{Ane, REPORTED_COMPILE_LIMIT};
 use malus_cpu::Numerics;
 
-use crate::fsutil::write_atomic;
 use crate::probe::{self, OsInfo, Probe, ProbeResult, Report};
+use malus::fsutil::write_atomic;
 
 /// The probe the CPU self-test runs: training's RMSNorm (conv, reduce, pow, broadcast).
 const SELF_TEST: &str = "pow-after-reduce";

@@ -3,11 +3,9 @@
 
 use std::fmt;
 
-use super::KernelDef;
-use super::plan::{DwPlacement, Plan};
-
-/// Input blocks that hold staged weights (written once per optimizer step, not per call).
-const WEIGHT_BLOCKS: [&str; 9] = ["wq", "wk", "wv", "wo", "w1", "w2", "w3", "e", "qk_norm"];
+use super::Plan;
+use crate::kernels::{KernelDef, Role};
+use crate::settings::Dw;
 
 /// One kernel's line of the report.
 #[derive(Clone, Debug)]
@@ -27,9 +25,9 @@ pub struct KernelLine {
 
 /// The whole report.
 #[derive(Clone, Debug)]
-pub struct Report {
+pub struct PlanReport {
     pub model: String,
-    pub dw: DwPlacement,
+    pub dw: Dw,
     pub elem_bytes: usize,
     pub kernels: Vec<KernelLine>,
     pub device_flops: u64,
@@ -40,7 +38,7 @@ pub struct Report {
     pub converted: u64,
     /// Bytes written to and read from kernel buffers per micro-step.
     pub traffic: u64,
-    /// Host work per micro-step by the cost model's op classes (ane-perf-data.md §7): f32 GEMM
+    /// Host work per micro-step by the cost model's op classes (docs/cost-model.md): f32 GEMM
     /// FLOPs (`--dw host`), logits through the cross-entropy, elements of one-pass elementwise
     /// work, bytes of activations copied between kernel buffers.
     pub host_gemm_flops: u64,
@@ -56,13 +54,7 @@ pub struct Report {
 }
 
 fn line(k: &KernelDef, calls: usize, elem: usize) -> KernelLine {
-    let weights: usize = k
-        .input
-        .slots
-        .iter()
-        .filter(|s| WEIGHT_BLOCKS.contains(&s.name.as_str()))
-        .map(|s| k.input.block_dims(&s.name).map(|(c, w)| c * w).unwrap_or(0))
-        .sum();
+    let weights = k.input.elements_of(Role::Weight);
     KernelLine {
         name: k.name,
         calls,
@@ -76,8 +68,8 @@ fn line(k: &KernelDef, calls: usize, elem: usize) -> KernelLine {
     }
 }
 
-impl Report {
-    pub fn new(plan: &Plan, model: &str) -> Report {
+impl PlanReport {
+    pub fn new(plan: &Plan, model: &str) -> PlanReport {
         let s = &plan.shape;
         let c = &plan.config;
         let elem = s.dtype.size_bytes();
@@ -86,16 +78,16 @@ impl Report {
         let dispatches = kernels.iter().map(|k| k.calls).sum();
         let (v, d, sq) = (s.vocab as u64, s.dim as u64, s.seq as u64);
         let vpad = (s.vocab_chunks * s.vocab_chunk) as u64;
-        let layer_w = (2 * s.q + 2 * s.kv) as u64 * d + 3 * d * s.hidden as u64;
+        let layer_w = (2 * s.q_dim + 2 * s.kv_dim) as u64 * d + 3 * d * s.hidden as u64;
         // q/k norm: two `dim`-wide gradient rows per layer from `attn_dw`, or on the host the
         // sum over tokens of the two `[head_dim, seq]` taps.
         let (qk_dw, qk_staged) = if s.qk_norm {
-            let row = if plan.dw == DwPlacement::Device {
+            let row = if plan.dw == Dw::Device {
                 d
             } else {
                 s.head_dim as u64
             };
-            (2 * row, d * super::attention::NORM_BLOCK as u64)
+            (2 * row, d * crate::kernels::attention::NORM_BLOCK as u64)
         } else {
             (0, 0)
         };
@@ -113,7 +105,7 @@ impl Report {
         // Everything but the cross-entropy is one flop per element.
         let mut elementwise_elements: u64 = host.iter().skip(1).map(|(_, f)| f).sum();
         let mut host_gemm_flops = 0;
-        if plan.dw == DwPlacement::Host {
+        if plan.dw == Dw::Host {
             let qk_sums = if s.qk_norm {
                 c.layers as u64 * 2 * s.head_dim as u64 * sq
             } else {
@@ -125,7 +117,7 @@ impl Report {
         }
         // Conversions: first activations in, logits out, dlogits in (bwd and dW), dx̂ in, dW out,
         // final dx out.
-        let dlogit_writes = if plan.dw == DwPlacement::Device { 2 } else { 1 };
+        let dlogit_writes = if plan.dw == Dw::Device { 2 } else { 1 };
         let converted = d * sq + vpad * sq + dlogit_writes * vpad * sq + d * sq + dw_elems + d * sq;
         let traffic = kernels
             .iter()
@@ -135,7 +127,7 @@ impl Report {
         let params = c.num_params();
         let norm_unfold = 2 * (c.layers as u64 * layer_w + v * d);
         let staged_weight_elems = c.layers as u64 * (layer_w + qk_staged) + 2 * vpad * d;
-        Report {
+        PlanReport {
             model: model.to_string(),
             dw: plan.dw,
             elem_bytes: elem,
@@ -165,7 +157,7 @@ fn mb(b: usize) -> f64 {
     b as f64 / 1048576.0
 }
 
-impl fmt::Display for Report {
+impl fmt::Display for PlanReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
@@ -231,15 +223,15 @@ mod tests {
     #[test]
     fn stories110m_host_work_is_under_a_gigaflop() {
         let c = Config::preset("stories110m").unwrap();
-        let plan = Plan::new(&c, DType::Fp16, DwPlacement::Device).unwrap();
-        let r = Report::new(&plan, "stories110m");
+        let plan = Plan::new(&c, DType::Fp16, Dw::Device).unwrap();
+        let r = PlanReport::new(&plan, "stories110m");
         assert!(r.host_flops() < 1_000_000_000, "{r}");
         // Forward + backward matmuls are ≈ 6·params·tokens (the embedding gather is not a matmul,
         // but the tied classifier is); the device also recomputes the forward in the backward.
         assert!(r.device_flops >= 6 * c.num_params() as u64 * 256 * 9 / 10, "{r}");
         assert_eq!(r.dispatches, 12 * 4 + 12 * 2 + 3 * 2 + 1);
-        let host = Plan::new(&c, DType::Fp16, DwPlacement::Host).unwrap();
-        assert!(Report::new(&host, "x").host_flops() > 40_000_000_000);
+        let host = Plan::new(&c, DType::Fp16, Dw::Host).unwrap();
+        assert!(PlanReport::new(&host, "x").host_flops() > 40_000_000_000);
     }
 
     /// The update's re-staging count is the weight blocks the kernels read (forward inputs are
@@ -249,8 +241,8 @@ mod tests {
     fn staged_weights_are_the_kernels_weight_blocks() {
         for name in ["stories15m", "qwen3-0.6b"] {
             let c = Config::preset(name).unwrap();
-            let plan = Plan::new(&c, DType::Fp16, DwPlacement::Host).unwrap();
-            let r = Report::new(&plan, name);
+            let plan = Plan::new(&c, DType::Fp16, Dw::Host).unwrap();
+            let r = PlanReport::new(&plan, name);
             let staged: u64 = r
                 .kernels
                 .iter()

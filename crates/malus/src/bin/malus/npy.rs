@@ -33,7 +33,7 @@ pub fn to_bytes(a: &Array) -> Vec<u8> {
 }
 
 pub fn write(path: &Path, a: &Array) -> Result<()> {
-    crate::fsutil::write_atomic(path, &to_bytes(a))
+    malus::fsutil::write_atomic(path, &to_bytes(a))
 }
 
 fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {

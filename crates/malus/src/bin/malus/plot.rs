@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
 
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (1200, 800);
 
@@ -107,7 +107,7 @@ pub fn plot_metrics(jsonl: &Path, out_png: &Path) -> Result<()> {
         root.present().map_err(|e| anyhow!("drawing the plot: {e}"))?;
     }
     let png = encode_png(&pixels, SIZE).context("encoding the PNG")?;
-    crate::fsutil::write_atomic(out_png, &png)
+    malus::fsutil::write_atomic(out_png, &png)
 }
 
 fn register_font() -> Result<()> {
@@ -331,7 +331,7 @@ mod tests {
 
     /// A run of `n` steps: noisy falling train loss, validation every 50 steps, warmup+cosine lr.
     fn write_run(path: &Path, n: usize) {
-        let mut rng = crate::rng::Rng::new(1);
+        let mut rng = malus::rng::Rng::new(1);
         let mut lines = Vec::new();
         for s in 0..=n {
             let t = s as f64 / n as f64;

@@ -1,0 +1,11 @@
+//! The `malus` command. Code only the command needs (argument parsing, the doctor's probe,
+//! plots, .npy files) lives here, beside the library it drives.
+
+mod cli;
+mod npy;
+mod plot;
+mod probe;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

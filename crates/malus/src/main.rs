@@ -1,5 +1,0 @@
-//! The `malus` command.
-
-fn main() -> std::process::ExitCode {
-    malus::cli::main()
-}
