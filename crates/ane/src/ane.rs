@@ -13,8 +13,8 @@ use crate::objc::Runtime;
 use crate::spec::KernelSpec;
 use crate::surface::{BindingOrder, SurfacePolicy};
 
-/// QoS passed to compile, load, evaluate and unload: 21 everywhere in maderix/ANE (A.6; 0–63 all
-/// reported to work on M5, 0 with a slower first load).
+/// QoS passed to compile, load, evaluate and unload: 21 everywhere in maderix/ANE
+/// (docs/ane-runtime.md §6; 0–63 all reported to work on M5, 0 with a slower first load).
 pub const DEFAULT_QOS: u32 = 21;
 
 /// Tunables. The defaults reproduce maderix/ANE's working path.

@@ -1,5 +1,5 @@
 //! The per-process compile budget. The ANE compiler is reported to leak and to fail (silently,
-//! per one report) after about 119 compiles in one process (ane-facts.md C.6); the known
+//! per one report) after about 119 compiles in one process (docs/ane-runtime.md §9); the known
 //! workaround is to checkpoint and re-exec the process. We stop earlier, with a clear error.
 
 use std::ffi::{OsStr, OsString};

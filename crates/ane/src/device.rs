@@ -1,7 +1,7 @@
 //! What the machine says about its Neural Engine. Only a guess of the chip family is derived;
 //! capability probing (which ops and shapes compile) belongs to the caller's probe programs.
 
-/// Apple silicon generation, guessed from the ANE sub-type (M(n) = H(n+12), ane-landscape.md §3.5).
+/// Apple silicon generation, guessed from the ANE sub-type (M(n) = H(n+12), docs/ane-runtime.md §10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ChipFamily {
     /// H13 (ANE family A13).

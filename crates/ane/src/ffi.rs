@@ -1,7 +1,7 @@
 //! The real backend: Apple's libraries opened at run time with `dlopen`/`dlsym`, so the crate
 //! builds and links everywhere and only fails (with [`crate::Error::Unavailable`]) when opened.
 //!
-//! NEVER RUN ON AN ANE: this file was written from the sources listed in ane-facts.md and checked
+//! NEVER RUN ON AN ANE: this file was written from the sources listed in docs/ane-runtime.md and checked
 //! only by compiling it and by the pure tests of the signature table it dispatches on.
 
 use std::ffi::{CString, c_char, c_void};

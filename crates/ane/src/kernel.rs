@@ -1,4 +1,4 @@
-//! One compiled and loaded program: the lifecycle of ane-facts.md A.3 (descriptor → model →
+//! One compiled and loaded program: the lifecycle of docs/ane-runtime.md §3 (descriptor → model →
 //! temp directory → compile → load → surfaces → request, once), then per step write inputs,
 //! [`AneKernel::run`], read outputs; unload and clean up on drop.
 
@@ -94,7 +94,8 @@ impl AneKernel {
             detail: detail.into(),
         };
 
-        // A.2/A.4: MIL as NSData (never NSString); weights always a dictionary, empty if none.
+        // docs/ane-runtime.md §2, §4: MIL as NSData (never NSString); weights always a dictionary,
+        // empty if none.
         let mil = pool.data(spec.mil_text.as_bytes());
         let weights = weights_dictionary(&pool, &spec.weights);
         let options = pool.dictionary(&[], &[]);
@@ -126,7 +127,7 @@ impl AneKernel {
         }
         k.model = rt.retain(model);
 
-        // A.5: pre-populate <NSTemporaryDirectory()>/<hexStringIdentifier>/.
+        // docs/ane-runtime.md §5: pre-populate <NSTemporaryDirectory()>/<hexStringIdentifier>/.
         // SAFETY: `model` is a live _ANEInMemoryModel (verified instance method).
         let hex_obj = unsafe { rt.send_id(model, Selector::HexStringIdentifier, &[]) };
         let hex = pool
@@ -150,7 +151,7 @@ impl AneKernel {
         )?;
         k.dir = Some(dir);
 
-        // A.3 step 5. The budget is taken right before the compiler runs.
+        // docs/ane-runtime.md §3 step 5. The budget is taken right before the compiler runs.
         cfg.counter.reserve(cfg.compile_budget)?;
         let qos = Arg::U32(cfg.qos);
         // SAFETY: live model, live options dictionary; the error slot is appended by the helper.
@@ -164,7 +165,8 @@ impl AneKernel {
         let load = || unsafe { rt.send_with_error(model, Selector::LoadWithQos, &[qos, Arg::Id(options)]) };
         let (mut ok, mut err) = load();
         if let (false, Some(delay)) = (ok, cfg.load_retry_delay) {
-            // maderix/ANE's bridge retries once after 100 ms "for ANE slot reclamation" (A.7).
+            // maderix/ANE's bridge retries once after 100 ms "for ANE slot reclamation"
+            // (docs/ane-runtime.md §7).
             std::thread::sleep(delay);
             (ok, err) = load();
         }
@@ -174,7 +176,7 @@ impl AneKernel {
         }
         k.loaded = true;
 
-        // A.3 step 6: surfaces, wrappers and the request, built once.
+        // docs/ane-runtime.md §3 step 6: surfaces, wrappers and the request, built once.
         let backend = rt.backend();
         let surface_err = |t: &TensorSpec| {
             let kernel = kernel.clone();
@@ -458,8 +460,8 @@ fn lock<'s>(kernel: &str, t: &TensorSpec, s: &'s mut Surface, options: u32) -> R
     })
 }
 
-/// `{key: {"offset": @0, "data": NSData}}` for every weight file (A.4); an empty dictionary, never
-/// nil, when there are none. Nil if Foundation fails.
+/// `{key: {"offset": @0, "data": NSData}}` for every weight file (docs/ane-runtime.md §4); an
+/// empty dictionary, never nil, when there are none. Nil if Foundation fails.
 fn weights_dictionary(pool: &Pool<'_>, weights: &[(String, Vec<u8>)]) -> Id {
     let mut keys = Vec::with_capacity(weights.len());
     let mut values = Vec::with_capacity(weights.len());

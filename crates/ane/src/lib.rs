@@ -2,7 +2,7 @@
 //!
 //! It compiles MIL programs in memory through the private `AppleNeuralEngine.framework`
 //! (`_ANEInMemoryModel`), binds one IOSurface per input and output, evaluates, and cleans up —
-//! following the protocol documented in `ane-facts.md` A–B, which was read from maderix/ANE and
+//! following the protocol documented in `docs/ane-runtime.md`, which was read from maderix/ANE and
 //! the `ane` crate.
 //!
 //! ```no_run

@@ -1,5 +1,5 @@
 //! The Objective-C protocol this crate speaks, as data: every class and selector it uses, with the
-//! exact C signature of each message (ane-facts.md A.2).
+//! exact C signature of each message (docs/ane-runtime.md §2).
 //!
 //! Keeping the signatures in one table means the real backend picks its `objc_msgSend` function
 //! type from the table (never from the call site), and tests can compare the table with the facts.
@@ -226,7 +226,7 @@ impl Selector {
         }
     }
 
-    /// The exact C signature (ane-facts.md A.2 for the ANE classes, Foundation headers otherwise).
+    /// The exact C signature (docs/ane-runtime.md §2 for the ANE classes, Foundation headers otherwise).
     pub fn signature(self) -> Signature {
         use ClassName as C;
         use Receiver::{Class, Instance};
@@ -361,7 +361,7 @@ mod tests {
         }
     }
 
-    /// The table against ane-facts.md A.2, row by row.
+    /// The table against docs/ane-runtime.md §2, row by row.
     #[test]
     fn ane_signatures_match_facts_a2() {
         use ArgKind::*;

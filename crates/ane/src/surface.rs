@@ -58,7 +58,7 @@ impl SurfaceKey {
 }
 
 /// Properties of a flat surface of `bytes` bytes: one row of `bytes` one-byte elements, as every
-/// working caller creates them (ane-facts.md B.1).
+/// working caller creates them (docs/ane-runtime.md §8).
 pub fn surface_properties(bytes: usize) -> [(SurfaceKey, i64); 6] {
     let b = bytes as i64;
     [
@@ -80,12 +80,12 @@ pub enum Equalize {
     /// All inputs get the largest input's size; all outputs the largest output's.
     PerDirection,
     /// Every input and output gets the largest size of all (Orion: unequal multi-input or
-    /// multi-output allocations fail with 0x1d; ane-landscape.md §5 row 16).
+    /// multi-output allocations fail with 0x1d; docs/ane-restrictions.md row 16).
     All,
 }
 
 /// How surface sizes are derived from tensor byte sizes. The tensor data always sits packed at
-/// offset 0 (ane-landscape.md §5 row 17); padding only grows the allocation.
+/// offset 0 (docs/ane-restrictions.md row 17); padding only grows the allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SurfacePolicy {
     /// Round each size up to a multiple of this (1 = exact; 128 per the unverified M5 note).
@@ -145,7 +145,7 @@ impl SurfacePolicy {
 pub enum BindingOrder {
     /// Sorted by MIL name, byte-wise (Rust `str` order: `B` < `a`). Orion found the ANE binds
     /// multi-input/output programs in alphabetical name order whatever the declaration order
-    /// (ane-landscape.md §5 row 15); when names are declared sorted, both orders agree.
+    /// (docs/ane-restrictions.md row 15); when names are declared sorted, both orders agree.
     #[default]
     ByName,
     /// The order of the spec (the MIL parameter / return order, as maderix/ANE binds).

@@ -1,5 +1,5 @@
 //! The program directory `<tmp>/<hexStringIdentifier>/` that every working caller fills before
-//! compiling (ane-facts.md A.5): `model.mil` (the MIL bytes) and each weight file at its key minus
+//! compiling (docs/ane-runtime.md §5): `model.mil` (the MIL bytes) and each weight file at its key minus
 //! `@model_path/`.
 //!
 //! The identifier depends only on the program, so two kernels compiled from identical specs share

@@ -2,7 +2,7 @@
 //! `cargo test -p malus-ane --test hardware -- --ignored --nocapture`.
 //! Off macOS they return early (the device is unavailable by design).
 //!
-//! NEVER RUN YET: written from ane-facts.md (C.1 skeleton, C.3 `conv`, D blob layout).
+//! NEVER RUN YET: written from docs/mil-dialect.md (§1 skeleton, §4 `conv`, §6 blob layout).
 
 use malus_ane::{Ane, Error, IoDType, KernelSpec, TensorSpec};
 
@@ -20,7 +20,7 @@ fn open() -> Option<Ane> {
     }
 }
 
-/// A weight file in Core ML's blob layout (ane-facts.md D): 64-byte storage header
+/// A weight file in Core ML's blob layout (docs/mil-dialect.md §6): 64-byte storage header
 /// {count = 1, version = 2}, one 64-byte metadata record {0xDEADBEEF, dtype 1 = fp16,
 /// u64 size, u64 data offset = 128}, data at 128. BLOBFILE offset = 64.
 fn blob(fp16: &[half::f16]) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! Core ML weight blob files ("Blob Storage File Format, iOS15 onwards", see ane-facts.md D).
+//! Core ML weight blob files ("Blob Storage File Format, iOS15 onwards", see docs/mil-dialect.md §6).
 //!
 //! ```text
 //! 0      storage header, 64 bytes: u32 count, u32 version = 2, zeros

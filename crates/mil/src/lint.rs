@@ -1,7 +1,7 @@
 //! ANE lint: the published Neural Engine restrictions, checked on Linux before a program ever
 //! reaches Apple's compiler.
 //!
-//! Every rule names its evidence (see `../shared/docs/ane-landscape.md` §5 and `ane-facts.md`).
+//! Every rule names its evidence; sources, chips and OS versions are in `docs/ane-restrictions.md`.
 //! Severity per chip family: **error** = reported to fail on that family and not contradicted;
 //! **warning** = reported on some chips only, disputed, unverified, or a performance cliff.
 //! [`Target::Strictest`] takes the worst severity over all families.
@@ -137,7 +137,7 @@ const WALLED: &[&str] = &[
     "write_state",
 ];
 
-/// Ops rejected by code generation on M1 (ANEForge §3.5).
+/// Ops rejected by code generation on M1 (ANEForge; docs/ane-restrictions.md, other lint rules).
 const WALLED_M1: &[&str] = &["topk", "sort", "dynamic_slice"];
 
 impl Linter {

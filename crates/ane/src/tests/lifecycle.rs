@@ -1,4 +1,4 @@
-//! The happy path, message by message, against ane-facts.md A.2–A.5 and B.1–B.2.
+//! The happy path, message by message, against docs/ane-runtime.md §2–§5 and §8.
 
 use super::*;
 use crate::BindingOrder;
@@ -25,7 +25,7 @@ fn compile_sends_the_documented_sequence() {
         ]
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
-    // The temp dir is written after hexStringIdentifier and before compile (A.3 step 4).
+    // The temp dir is written after hexStringIdentifier and before compile (docs/ane-runtime.md §3 step 4).
     let evs = fake.events();
     let pos = |pred: &dyn Fn(&Event) -> bool| evs.iter().position(pred).unwrap();
     let tmp = pos(&|e| *e == Event::TemporaryDirectory);

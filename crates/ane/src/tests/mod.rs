@@ -1,4 +1,4 @@
-//! Runtime tests against the recording fake (ane-facts.md A.2–A.5, B).
+//! Runtime tests against the recording fake (docs/ane-runtime.md §2–§5 and §8).
 
 mod failures;
 mod io;
