@@ -111,6 +111,20 @@ pub enum Event {
 /// Computes output surfaces from input surfaces (both in request order, full allocations).
 pub type EvalFn = Arc<dyn Fn(&[Vec<u8>]) -> Vec<Vec<u8>> + Send + Sync>;
 
+/// The program being evaluated, as its descriptor carried it: the MIL text and the weight
+/// files (`@model_path/…` key, bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeModel {
+    /// The MIL text.
+    pub mil: String,
+    /// Weight files: `@model_path/…` key and contents.
+    pub weights: Vec<(String, Vec<u8>)>,
+}
+
+/// Like [`EvalFn`], also given the program: lets a test compute what the ANE would (e.g. with
+/// a CPU executor of the same MIL), so code above the runtime runs end to end on any OS.
+pub type ModelEvalFn = Arc<dyn Fn(&FakeModel, &[Vec<u8>]) -> Vec<Vec<u8>> + Send + Sync>;
+
 /// How the fake behaves.
 #[derive(Clone, Default)]
 pub struct FakeConfig {
@@ -132,6 +146,8 @@ pub struct FakeConfig {
     pub ane_subtype: Option<String>,
     /// What evaluate does to the surfaces (nothing if `None`).
     pub on_evaluate: Option<EvalFn>,
+    /// What evaluate does, knowing the program; takes precedence over `on_evaluate`.
+    pub on_evaluate_model: Option<ModelEvalFn>,
 }
 
 /// The fake backend. Cheap to create; each instance has its own temp root, removed on drop.

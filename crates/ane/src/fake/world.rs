@@ -310,6 +310,32 @@ impl State {
         }
     }
 
+    /// The MIL text and weight files of a model, from its descriptor.
+    fn program_of(&mut self, model: usize) -> Option<super::FakeModel> {
+        let Kind::Model { descriptor, .. } = self.objs[model].kind else {
+            return None;
+        };
+        let d = self.get(descriptor, "model descriptor")?;
+        let Kind::Descriptor { mil, weights } = &self.objs[d].kind else {
+            return None;
+        };
+        let (mil, weights) = (String::from_utf8_lossy(mil).into_owned(), *weights);
+        let mut files = Vec::new();
+        if let Value::Dict(entries) = self.decode(weights) {
+            for (k, v) in entries {
+                let (Value::Str(key), Value::Dict(inner)) = (k, v) else {
+                    continue;
+                };
+                if let Some((_, Value::Data(bytes))) =
+                    inner.into_iter().find(|(k, _)| *k == Value::Str("data".into()))
+                {
+                    files.push((key, bytes));
+                }
+            }
+        }
+        Some(super::FakeModel { mil, weights: files })
+    }
+
     pub(super) fn evaluate(&mut self, model: usize, request: Id) {
         if self.surfaces.iter().any(|s| s.locked.is_some()) {
             self.violation("evaluate while a surface is locked".into());
@@ -340,14 +366,22 @@ impl State {
         };
         let ins = surfaces_of(self, inputs);
         let outs = surfaces_of(self, outputs);
-        let Some(f) = self.cfg.on_evaluate.clone() else {
-            return;
-        };
         let data: Vec<Vec<u8>> = ins
             .iter()
             .map(|&s| bytes_of(&self.surfaces[s].mem)[..self.surfaces[s].alloc].to_vec())
             .collect();
-        for (o, bytes) in outs.iter().zip(f(&data)) {
+        let results = if let Some(f) = self.cfg.on_evaluate_model.clone() {
+            let Some(program) = self.program_of(model) else {
+                self.violation(format!("model #{model}: evaluate without a descriptor"));
+                return;
+            };
+            f(&program, &data)
+        } else if let Some(f) = self.cfg.on_evaluate.clone() {
+            f(&data)
+        } else {
+            return;
+        };
+        for (o, bytes) in outs.iter().zip(results) {
             let s = &mut self.surfaces[*o];
             let n = bytes.len().min(s.alloc);
             bytes_of_mut(&mut s.mem)[..n].copy_from_slice(&bytes[..n]);

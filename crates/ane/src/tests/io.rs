@@ -38,6 +38,36 @@ fn fp16_round_trip_through_a_surface() {
     assert_clean(&fake);
 }
 
+/// `on_evaluate_model` is handed the program being evaluated — the MIL text and weight files
+/// its descriptor carried — so a test can compute its outputs with a CPU executor.
+#[test]
+fn model_aware_evaluate_sees_the_program() {
+    use crate::fake::FakeModel;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<FakeModel>::new()));
+    let log = seen.clone();
+    let fake = FakeBackend::with_config(FakeConfig {
+        on_evaluate_model: Some(Arc::new(move |m: &FakeModel, ins: &[Vec<u8>]| {
+            log.lock().unwrap().push(m.clone());
+            // The output is the first input's bytes, reversed.
+            vec![ins[0].iter().rev().copied().collect()]
+        })),
+        on_evaluate: Some(Arc::new(|_: &[Vec<u8>]| {
+            panic!("the model-aware hook takes precedence")
+        })),
+        ..FakeConfig::default()
+    });
+    let mut k = open(&fake).compile(&spec()).unwrap();
+    k.run().unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].mil, spec().mil_text);
+    let mut files = seen[0].weights.clone();
+    files.sort();
+    let mut want = spec().weights;
+    want.sort();
+    assert_eq!(files, want);
+}
+
 #[test]
 fn fp32_outputs_are_read_as_is() {
     let fake = FakeBackend::with_config(FakeConfig {

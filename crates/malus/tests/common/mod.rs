@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use malus::rng::Rng;
 use malus::{CompiledModel, Config, Device, Dw, Numerics, Params, Plan};
+use malus_ane::fake::{FakeBackend, FakeConfig, FakeModel};
 
 /// A model compiled for `device` with dW where `dw` says, staged with `p`.
 pub fn compiled(c: &Config, p: &Params, device: &Device, dw: Dw) -> CompiledModel {
@@ -40,8 +44,44 @@ pub fn tokens(c: &Config, seed: u64) -> Vec<u32> {
     (0..=c.seq).map(|_| r.below(c.vocab as u64) as u32).collect()
 }
 
+/// A Neural Engine device on `malus-ane`'s recording fake whose evaluate computes each program
+/// with the CPU executor in fp16 (the ANE's stand-in): everything of the ANE path above the
+/// private framework — kernel specs, compile and load, surface I/O — runs as on a Mac.
+pub fn fake_ane() -> Device {
+    let kernels: Mutex<HashMap<String, malus_cpu::CpuKernel>> = Mutex::default();
+    let eval = move |m: &FakeModel, surfaces: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        let mut kernels = kernels.lock().unwrap();
+        let k = kernels.entry(m.mil.clone()).or_insert_with(|| {
+            let program = malus_mil::parse(&m.mil).expect("the ANE got valid MIL");
+            let mut w = malus_mil::Weights::new();
+            for (key, bytes) in &m.weights {
+                w.insert_file(key, bytes.clone());
+            }
+            let opts = malus_cpu::CompileOptions::default().numerics(malus_cpu::Numerics::Fp16);
+            malus_cpu::compile(&program, &w, &opts).expect("the CPU executor compiles it")
+        });
+        // Surfaces are whole allocations: the tensors are their first bytes.
+        let ins: Vec<&[u8]> = k
+            .inputs()
+            .iter()
+            .zip(surfaces)
+            .map(|(t, s)| &s[..t.byte_len()])
+            .collect();
+        let mut outs: Vec<Vec<u8>> = k.outputs().iter().map(|t| vec![0u8; t.byte_len()]).collect();
+        let mut views: Vec<&mut [u8]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        k.run_with(&ins, &mut views).expect("the kernel runs");
+        outs
+    };
+    let fake = FakeBackend::with_config(FakeConfig {
+        ane_subtype: Some("H16G".into()),
+        on_evaluate_model: Some(Arc::new(eval)),
+        ..FakeConfig::default()
+    });
+    Device::Ane(malus_ane::Ane::open_with(fake).unwrap())
+}
+
 /// Runs a test body once per device the step can be checked on: the CPU executor in f32 and in
-/// fp16 (the ANE's stand-in). The ANE itself is tested through the fake in `malus-ane`.
+/// fp16 (the ANE's stand-in), and the Neural Engine path on the fake of [`fake_ane`].
 #[macro_export]
 macro_rules! test_device {
     ($name:ident, |$dev:ident| $body:block) => {
@@ -55,6 +95,11 @@ macro_rules! test_device {
             #[test]
             fn cpu_fp16() {
                 let $dev = malus::Device::cpu(malus::Numerics::Fp16);
+                $body
+            }
+            #[test]
+            fn fake_ane() {
+                let $dev = $crate::common::fake_ane();
                 $body
             }
         }
