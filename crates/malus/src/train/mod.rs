@@ -1,7 +1,9 @@
 //! Training: the compiled model's step (a schedule over the kernel table), staging of weights
 //! and its adjoint, gradient accumulators, optimizers and the loop.
 
+mod dw_pass;
 pub mod grads;
+mod kernels;
 pub mod optim;
 pub mod staging;
 pub mod step;

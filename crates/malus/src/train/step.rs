@@ -4,66 +4,19 @@
 //! does the embedding, the cross-entropy and the accumulation. Staging of weights lives in
 //! [`staging`](super::staging), the accumulators in [`grads`](super::grads).
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 
-use super::grads::{Accum, LayerAcc};
+use super::dw_pass::DwPass;
+use super::grads::Accum;
+use super::kernels::Kernels;
 use super::staging::Inputs;
-use crate::device::{Device, Kernel, Packed};
+use crate::device::{Device, Packed};
 use crate::host;
 use crate::kernels::block::*;
-use crate::kernels::dw::{self, Term};
-use crate::kernels::{Block, KERNELS, KernelDef, KernelId, Shape, attention, classifier, ffn};
+use crate::kernels::dw;
+use crate::kernels::{Block, KernelId, Shape, attention, classifier, ffn};
 use crate::model::{Config, Params};
 use crate::plan::Plan;
-
-/// A kernel compiled on the device, with a reusable output buffer.
-struct Compiled {
-    kernel: Kernel,
-    name: &'static str,
-    out: Packed,
-}
-
-/// The plan's kernels on one device, by [`KernelId`] (dW kernels absent for `--dw host`).
-struct Kernels(Vec<Option<Compiled>>);
-
-impl Kernels {
-    fn compile(plan: &Plan, device: &Device) -> Result<Kernels> {
-        let compile = |d: &KernelDef| -> Result<Compiled> {
-            Ok(Compiled {
-                kernel: device
-                    .compile(d)
-                    .with_context(|| format!("compiling kernel {}", d.name))?,
-                name: d.name,
-                out: Packed::new(plan.shape.dtype, &d.output),
-            })
-        };
-        let ks = KERNELS.iter().map(|e| plan.kernel(e.id).map(compile).transpose());
-        Ok(Kernels(ks.collect::<Result<_>>()?))
-    }
-
-    fn has(&self, id: KernelId) -> bool {
-        self.0[id as usize].is_some()
-    }
-
-    /// The output of a kernel's last run.
-    fn output(&self, id: KernelId) -> Result<&Packed> {
-        match &self.0[id as usize] {
-            Some(k) => Ok(&k.out),
-            None => bail!("kernel {} is not in this plan", id.name()),
-        }
-    }
-
-    /// Runs a kernel on `input`; returns its output.
-    fn run(&mut self, id: KernelId, input: &Packed) -> Result<&Packed> {
-        let Some(k) = self.0[id as usize].as_mut() else {
-            bail!("kernel {} is not in this plan", id.name())
-        };
-        k.kernel
-            .exec(input.as_bytes(), k.out.as_bytes_mut())
-            .with_context(|| format!("running kernel {}", k.name))?;
-        Ok(&k.out)
-    }
-}
 
 /// A model compiled on a device: kernels, staged weights, taps and gradient accumulators.
 pub struct CompiledModel {
@@ -278,51 +231,5 @@ impl CompiledModel {
     /// A copy of the accumulated gradients as parameter gradients, leaving the accumulators.
     pub fn grads(&self, p: &Params, scale: f32) -> Params {
         self.acc.to_grads(p, scale)
-    }
-}
-
-/// One block's weight gradients: the dW kernel `id` and the terms it computes.
-struct DwPass<'t> {
-    id: KernelId,
-    terms: &'t [Term],
-}
-
-impl DwPass<'_> {
-    /// Adds the gradients of the last run of `bwd` (on `input`) into `acc`: on the device, the
-    /// dW kernel over the backward's taps (its output, with the outgoing gradient replaced by
-    /// the incoming one from `input`); on the host, the same terms as f32 GEMMs.
-    #[allow(clippy::too_many_arguments)]
-    fn add(
-        &self,
-        kernels: &mut Kernels,
-        bwd: KernelId,
-        input: &Packed,
-        dw_in: &mut Packed,
-        acc: &mut LayerAcc,
-        s: &Shape,
-        scratch: &mut Vec<f32>,
-    ) -> Result<()> {
-        let taps = kernels.output(bwd)?;
-        if kernels.has(self.id) {
-            dw_in.copy_from(taps)?;
-            let incoming = dw_in.packing().slots[0].block;
-            input.send(incoming, dw_in, incoming)?;
-            let out = kernels.run(self.id, dw_in)?;
-            for t in self.terms {
-                out.add_to(t.out(), acc.get_mut(t.out())?, scratch)?;
-            }
-        } else {
-            let mut tap = |b: Block| {
-                if taps.packing().has(b) {
-                    taps.read_vec(b)
-                } else {
-                    input.read_vec(b)
-                }
-            };
-            for t in self.terms {
-                dw::add_on_host(t, s, &mut tap, acc.get_mut(t.out())?)?;
-            }
-        }
-        Ok(())
     }
 }
