@@ -1,6 +1,8 @@
 //! Checkpoints: parameters and optimizer moments in one safetensors file, with the rest of the
 //! training state (config, step, RNG, loss scaler, data position, tokenizer fingerprint) as JSON
-//! in its metadata. Written atomically; the newest `keep` are kept.
+//! in its metadata, and a CRC-32 of every tensor's bytes (metadata key `malus.crc32`) so bit
+//! rot or a bad copy is caught on load, naming the tensor. Written atomically; the newest
+//! `keep` are kept.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,14 @@ use crate::train::optim::{AdamWConfig, LossScaler, Optimizer};
 
 /// Format version written into every checkpoint.
 pub const FORMAT: u32 = 1;
+
+/// The metadata key of the per-tensor checksums: a JSON object, tensor name → CRC-32 (hex).
+/// Checkpoints of malus before checksums have none; they load with a notice.
+pub const CHECKSUMS: &str = "malus.crc32";
+
+fn crc32(bytes: &[u8]) -> String {
+    format!("{:08x}", crc32fast::hash(bytes))
+}
 
 /// The JSON part of a checkpoint.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -89,7 +99,14 @@ fn contents<'a>(meta: &Meta, params: &'a Params, opt: &'a Optimizer) -> Result<C
     }
     let mut meta = meta.clone();
     meta.optimizer = OptimizerMeta::of(opt);
-    let info = HashMap::from([("malus".to_string(), serde_json::to_string(&meta)?)]);
+    let sums: std::collections::BTreeMap<&str, String> = tensors
+        .iter()
+        .map(|(n, v)| (n.as_str(), crc32(v.data())))
+        .collect();
+    let info = HashMap::from([
+        ("malus".to_string(), serde_json::to_string(&meta)?),
+        (CHECKSUMS.to_string(), serde_json::to_string(&sums)?),
+    ]);
     Ok((tensors, info))
 }
 
@@ -127,6 +144,19 @@ impl Checkpoint {
             .as_ref()
             .and_then(|m| m.get("malus"))
             .ok_or_else(|| anyhow!("{name}: not a malus checkpoint (no `malus` metadata)"))?;
+        let sums: Option<HashMap<String, String>> = match md
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(CHECKSUMS))
+        {
+            Some(s) => Some(serde_json::from_str(s).with_context(|| format!("{name}: bad checksum table"))?),
+            None => {
+                eprintln!(
+                    "note: {name} has no checksums (written by an older malus): its tensors are not verified"
+                );
+                None
+            }
+        };
         let meta: Meta =
             serde_json::from_str(json).with_context(|| format!("{name}: bad checkpoint metadata"))?;
         ensure!(
@@ -137,6 +167,18 @@ impl Checkpoint {
         meta.config
             .validate()
             .with_context(|| format!("{name}: bad model config"))?;
+        // Refuse a config the file cannot hold before allocating for it.
+        let moments = match meta.optimizer {
+            OptimizerMeta::AdamW { .. } => 2,
+            OptimizerMeta::Sgd { .. } => 1,
+        };
+        let needed = meta.config.num_params().checked_mul(4 * (1 + moments));
+        ensure!(
+            needed.is_some_and(|n| n <= bytes.len()),
+            "{name}: its config needs {} bytes of tensors but the file has {}",
+            needed.map_or("more than 2^64".into(), |n| n.to_string()),
+            bytes.len()
+        );
         let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| anyhow!("{name}: corrupt tensors ({e})"))?;
         let mut params = Params::zeros(&meta.config);
@@ -154,6 +196,16 @@ impl Checkpoint {
                 "{name}: tensor {key} has shape {:?}, the config needs {shape:?}",
                 t.shape()
             );
+            if let Some(sums) = &sums {
+                let want = sums
+                    .get(key)
+                    .ok_or_else(|| anyhow!("{name}: tensor {key} has no checksum"))?;
+                let got = crc32(t.data());
+                ensure!(
+                    got == *want,
+                    "{name}: tensor {key} is corrupt (CRC-32 {got}, the file recorded {want})"
+                );
+            }
             Ok(t.data()
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -185,12 +237,12 @@ impl Checkpoint {
                 buf: state("sgd_buf")?,
             },
         };
-        if params
+        if let Some(t) = params
             .tensors
             .iter()
-            .any(|t| t.data.iter().any(|v| !v.is_finite()))
+            .find(|t| t.data.iter().any(|v| !v.is_finite()))
         {
-            bail!("{name}: parameters contain inf or NaN");
+            bail!("{name}: parameter {} contains inf or NaN", t.name);
         }
         Ok(Checkpoint { meta, params, opt })
     }
@@ -243,6 +295,28 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// The newest checkpoint in `dir`.
 pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list(dir)?.pop().map(|(_, p)| p))
+}
+
+/// The newest checkpoint in `dir` that reads and verifies, with a line for each newer one that
+/// was skipped and why (never silently); an error listing them all when none is intact, `None`
+/// when there is none.
+pub fn latest_intact(dir: &Path) -> Result<Option<(PathBuf, Checkpoint, Vec<String>)>> {
+    let all = list(dir)?;
+    if all.is_empty() {
+        return Ok(None);
+    }
+    let mut skipped = Vec::new();
+    for (_, path) in all.into_iter().rev() {
+        match Checkpoint::load(&path) {
+            Ok(ck) => return Ok(Some((path, ck, skipped))),
+            Err(e) => skipped.push(format!("skipped {}: {e:#}", path.display())),
+        }
+    }
+    bail!(
+        "no intact checkpoint in {}:\n  {}",
+        dir.display(),
+        skipped.join("\n  ")
+    )
 }
 
 /// Deletes all but the newest `keep` checkpoints.

@@ -1,12 +1,14 @@
 //! Checkpoints keep their format: the state of `fixtures/checkpoint/README.md`, built and
-//! written by today's code, is byte for byte the file an earlier malus wrote, and that file
-//! loads into the same state.
+//! written by today's code, holds the same tensors and metadata as the file an earlier malus
+//! wrote (plus the per-tensor checksums added since), that file still loads into the same
+//! state, and a flipped byte anywhere in a tensor is caught, naming the tensor.
 
 use std::path::PathBuf;
 
-use malus::checkpoint::{Checkpoint, FORMAT, Meta, OptimizerMeta};
+use malus::checkpoint::{CHECKSUMS, Checkpoint, FORMAT, Meta, OptimizerMeta};
 use malus::train::optim::LossScaler;
 use malus::{AdamWConfig, Config, Optimizer, Params, Settings};
+use safetensors::SafeTensors;
 
 fn state() -> Checkpoint {
     let c = Config {
@@ -26,6 +28,9 @@ fn state() -> Checkpoint {
     opt.step(&mut params, &g, 1e-3);
     let mut s = Settings::default_run();
     s.model = c.clone();
+    // The defaults as they were when the fixture was written.
+    s.data = "data/austen.txt".into();
+    s.tokenizer = "data/tokenizer.json".into();
     let meta = Meta {
         format: FORMAT,
         config: c,
@@ -41,15 +46,74 @@ fn state() -> Checkpoint {
     Checkpoint { meta, params, opt }
 }
 
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint/format-v1.safetensors")
+}
+
 #[test]
 fn checkpoints_are_written_and_read_as_before() {
-    let file =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint/format-v1.safetensors");
-    let before = std::fs::read(&file).unwrap();
+    let before = std::fs::read(fixture()).unwrap();
     let now = state();
-    assert!(
-        now.to_bytes().unwrap() == before,
-        "today's bytes differ from the committed checkpoint"
+    let bytes = now.to_bytes().unwrap();
+    let (old, new) = (
+        SafeTensors::deserialize(&before).unwrap(),
+        SafeTensors::deserialize(&bytes).unwrap(),
     );
-    assert_eq!(Checkpoint::load(&file).unwrap(), now);
+    let (mut names, mut old_names) = (new.names(), old.names());
+    names.sort();
+    old_names.sort();
+    assert_eq!(names, old_names);
+    for n in names {
+        let (a, b) = (old.tensor(n).unwrap(), new.tensor(n).unwrap());
+        assert_eq!(
+            (a.dtype(), a.shape(), a.data()),
+            (b.dtype(), b.shape(), b.data()),
+            "{n}"
+        );
+    }
+    let meta = |b: &[u8]| {
+        SafeTensors::read_metadata(b)
+            .unwrap()
+            .1
+            .metadata()
+            .clone()
+            .unwrap()
+    };
+    let (mo, mn) = (meta(&before), meta(&bytes));
+    assert_eq!(mo["malus"], mn["malus"], "the training-state JSON changed");
+    assert!(!mo.contains_key(CHECKSUMS) && mn.contains_key(CHECKSUMS));
+    assert_eq!(mn.len(), 2, "{mn:?}");
+    // The old file (no checksums) still loads, into the same state.
+    assert_eq!(Checkpoint::load(&fixture()).unwrap(), now);
+    assert_eq!(Checkpoint::from_bytes(&bytes, "new").unwrap(), now);
+}
+
+/// One flipped byte in each tensor's data is detected and named.
+#[test]
+fn a_flipped_byte_in_any_tensor_is_caught() {
+    let bytes = state().to_bytes().unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<(String, usize, usize)> = st
+        .iter()
+        .map(|(n, v)| {
+            let start = v.data().as_ptr() as usize - bytes.as_ptr() as usize;
+            (n.to_string(), start, v.data().len())
+        })
+        .collect();
+    assert_eq!(
+        tensors.len(),
+        3 * 11,
+        "params and two AdamW moments of 11 tensors"
+    );
+    for (name, start, len) in tensors {
+        for at in [start, start + len / 2, start + len - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            let err = format!("{:#}", Checkpoint::from_bytes(&bad, "ck").unwrap_err());
+            assert!(
+                err.contains(&name) && err.contains("corrupt"),
+                "byte {at} of {name}: {err}"
+            );
+        }
+    }
 }

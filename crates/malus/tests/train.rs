@@ -122,11 +122,62 @@ fn bad_inputs_are_named() {
         "{err}"
     );
 
-    // A corrupt checkpoint is refused by name.
+    // A damaged newest checkpoint is skipped, by name, for the intact one before it; when
+    // none is intact, every one is listed with its reason.
     let ck = d.join("ckpt-00000001.safetensors");
     std::fs::write(&ck, b"not a checkpoint").unwrap();
+    let t = Trainer::new(settings(&d), true).unwrap();
+    assert_eq!(t.step_no(), 0);
+    assert!(
+        t.resume_notes()[0].contains("skipped") && t.resume_notes()[0].contains("ckpt-00000001"),
+        "{:?}",
+        t.resume_notes()
+    );
+    drop(t);
+    std::fs::write(d.join("ckpt-00000000.safetensors"), b"truncated").unwrap();
     let err = format!("{:#}", Trainer::new(settings(&d), true).err().unwrap());
-    assert!(err.contains("ckpt-00000001"), "{err}");
+    assert!(
+        err.contains("no intact checkpoint")
+            && err.contains("ckpt-00000000")
+            && err.contains("ckpt-00000001"),
+        "{err}"
+    );
+}
+
+/// Resuming after skipping a damaged newest checkpoint trains exactly as resuming from the
+/// intact one directly.
+#[test]
+fn resume_after_a_fallback_equals_resuming_directly() {
+    let a = dir("fallback");
+    let mut s = settings(&a);
+    (s.steps, s.ckpt_every, s.keep) = (6, 2, 3);
+    Trainer::new(s.clone(), false)
+        .unwrap()
+        .run(Arc::new(AtomicBool::new(false)), |_| {})
+        .unwrap();
+    let b = dir("direct");
+    for e in std::fs::read_dir(&a).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), b.join(e.file_name())).unwrap();
+    }
+    let newest = "ckpt-00000006.safetensors";
+    let bytes = std::fs::read(a.join(newest)).unwrap();
+    std::fs::write(a.join(newest), &bytes[..bytes.len() / 2]).unwrap(); // truncated
+    std::fs::remove_file(b.join(newest)).unwrap();
+    let resume = |out: &Path| {
+        let mut r = s.clone();
+        (r.out, r.steps) = (out.to_path_buf(), 8);
+        let mut t = Trainer::new(r, true).unwrap();
+        assert_eq!(t.step_no(), 4);
+        t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+        losses(out)
+    };
+    let (la, lb) = (resume(&a), resume(&b));
+    assert_eq!(la, lb);
+    assert_eq!(
+        la.iter().map(|l| l.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7, 8]
+    );
 }
 
 /// A checkpoint write that fails (a file-size limit stands in for a full disk: the write gets

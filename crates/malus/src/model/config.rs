@@ -25,6 +25,10 @@ pub struct Config {
     pub residual_scale: f64,
 }
 
+/// The largest dimension malus accepts: every packed kernel width (a sum of a few dimensions)
+/// then stays within MIL's int32 extents.
+pub const MAX_DIM: usize = (i32::MAX as usize) / 8;
+
 impl Config {
     /// A preset by name: `tiny`, `stories15m`, `stories42m`, `stories110m`, `qwen3-0.6b`.
     pub fn preset(name: &str) -> Result<Config> {
@@ -110,7 +114,45 @@ impl Config {
         if !(self.norm_eps > 0.0 && self.rope_theta > 0.0 && self.residual_scale.is_finite()) {
             bail!("model config: norm_eps and rope_theta must be positive, residual_scale finite");
         }
+        // MIL programs address tensors with int32 extents; the widest packed input sums the
+        // per-block widths of a kernel (attention: 2·seq + 2·q_dim + 2·kv_dim, FFN: 2·seq +
+        // 3·hidden).
+        for (n, v) in pos {
+            if v > MAX_DIM {
+                bail!(
+                    "model config: {n} = {v} exceeds {MAX_DIM}, the largest extent a MIL program can address"
+                );
+            }
+        }
+        for (n, h) in [("heads", self.heads), ("kv_heads", self.kv_heads)] {
+            if h.checked_mul(self.head_dim).is_none_or(|w| w > MAX_DIM) {
+                bail!(
+                    "model config: {n} × head_dim exceeds {MAX_DIM}, the largest extent a MIL program can address"
+                );
+            }
+        }
+        if self.checked_num_params().is_none() {
+            bail!("model config: the parameter count overflows");
+        }
         Ok(())
+    }
+
+    /// Number of trainable parameters, `None` if it overflows (an absurd config).
+    pub fn checked_num_params(&self) -> Option<usize> {
+        let m = |a: usize, b: usize| a.checked_mul(b);
+        let q = m(self.heads, self.head_dim)?;
+        let kv = m(self.kv_heads, self.head_dim)?;
+        let qkvo = m(self.dim, m(2, q)?.checked_add(m(2, kv)?)?)?;
+        let per_layer = qkvo
+            .checked_add(m(3, m(self.dim, self.hidden)?)?)?
+            .checked_add(m(2, self.dim)?)?
+            .checked_add(if self.qk_norm { m(2, self.head_dim)? } else { 0 })?;
+        let table = m(self.vocab, self.dim)?;
+        let cls = if self.tied { 0 } else { table };
+        m(self.layers, per_layer)?
+            .checked_add(table)?
+            .checked_add(cls)?
+            .checked_add(self.dim)
     }
 
     /// Number of trainable parameters.

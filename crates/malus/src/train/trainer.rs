@@ -106,10 +106,12 @@ impl Trainer {
             (0, Rng::new(settings.seed ^ 0x5EED), 0, 0.0);
         let mut resume_notes = Vec::new();
         let (params, opt) = if resume {
-            let path = checkpoint::latest(&settings.out)?
+            let (path, ck, skipped) = checkpoint::latest_intact(&settings.out)
+                .context("--resume")?
                 .ok_or_else(|| anyhow!("--resume: no checkpoint in {}", settings.out.display()))?;
-            let ck = Checkpoint::load(&path)?;
-            resume_notes = check_resume(&ck, &path, &settings, &tok)?;
+            resume_notes = skipped;
+            resume_notes.extend(check_resume(&ck, &path, &settings, &tok)?);
+            forget_metrics_after(&settings.out.join("metrics.jsonl"), ck.meta.step)?;
             (scaler, step_no, rng, tokens_seen) = (
                 ck.meta.scaler,
                 ck.meta.step,
@@ -186,8 +188,8 @@ impl Trainer {
         &self.device_name
     }
 
-    /// After `--resume`: one line per setting that differs from the checkpoint's run, saying
-    /// which value the resumed run uses.
+    /// After `--resume`: the newer checkpoints skipped as damaged, then one line per setting
+    /// that differs from the checkpoint's run, saying which value the resumed run uses.
     pub fn resume_notes(&self) -> &[String] {
         &self.resume_notes
     }
@@ -335,6 +337,23 @@ fn check_resume(ck: &Checkpoint, path: &Path, settings: &Settings, tok: &Tok) ->
         settings.optimizer
     );
     Ok(resume_notes(&ck.meta.settings, settings))
+}
+
+/// Drops the metrics logged after `step` (by a run that went on past the checkpoint it is
+/// resumed from), so the log holds each step once.
+fn forget_metrics_after(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Metrics>(l).is_ok_and(|m| m.step <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        crate::fsutil::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// A new optimizer over `p` as the settings ask.
