@@ -282,10 +282,9 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         if let Some(step) = name
             .strip_prefix("ckpt-")
             .and_then(|r| r.strip_suffix(".safetensors"))
+            && let Ok(s) = step.parse()
         {
-            if let Ok(s) = step.parse() {
-                out.push((s, path));
-            }
+            out.push((s, path));
         }
     }
     out.sort();

@@ -45,6 +45,7 @@ pub mod model;
 pub mod plan;
 pub mod reference;
 pub mod rng;
+pub mod run_dir;
 pub mod settings;
 pub mod train;
 

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Result, ensure};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
@@ -88,13 +89,54 @@ pub struct Settings {
     pub device: DeviceChoice,
     pub numerics: Numerics,
     pub dw: Dw,
-    /// A text file (tokenized on the fly) or a uint16 token shard (`.bin`).
+    /// A text file (tokenized on the fly) or a uint16 token shard (`.bin`); `builtin:…` names a
+    /// file shipped in the binary (`data::input`).
     pub data: PathBuf,
     pub tokenizer: PathBuf,
     pub out: PathBuf,
 }
 
 impl Settings {
+    /// Checks every setting before any work, naming the flag: numbers finite and in range,
+    /// counts positive.
+    pub fn validate(&self) -> Result<()> {
+        let finite = |flag: &str, v: f64, ok: bool, want: &str| -> Result<()> {
+            ensure!(v.is_finite() && ok, "--{flag} must be {want} (got {v})");
+            Ok(())
+        };
+        finite("lr", self.lr, self.lr > 0.0, "a finite number > 0")?;
+        finite(
+            "clip",
+            self.clip,
+            self.clip >= 0.0,
+            "a finite number ≥ 0 (0 disables clipping)",
+        )?;
+        let wd = self.weight_decay as f64;
+        finite("weight-decay", wd, wd >= 0.0, "a finite number ≥ 0")?;
+        let b2 = self.beta2 as f64;
+        finite("beta2", b2, (0.0..1.0).contains(&b2), "in [0, 1)")?;
+        let mo = self.momentum as f64;
+        finite("momentum", mo, (0.0..1.0).contains(&mo), "in [0, 1)")?;
+        let r = self.min_lr_ratio;
+        finite("min-lr-ratio", r, (0.0..=1.0).contains(&r), "in [0, 1]")?;
+        let v = self.val_fraction;
+        finite("val-fraction", v, v > 0.0 && v < 1.0, "in (0, 1)")?;
+        if let Some(ls) = self.loss_scale {
+            finite("loss-scale", ls as f64, ls > 0.0, "a finite number > 0")?;
+        }
+        for (flag, n) in [
+            ("steps", self.steps),
+            ("accum", self.accum as u64),
+            ("eval-every", self.eval_every),
+            ("eval-batches", self.eval_batches as u64),
+            ("ckpt-every", self.ckpt_every),
+            ("keep", self.keep as u64),
+        ] {
+            ensure!(n > 0, "--{flag} must be positive");
+        }
+        self.model.validate()
+    }
+
     /// The shipped default: a ~6M-parameter Llama on Jane Austen, minutes on two CPU cores.
     pub fn default_run() -> Settings {
         Settings {
@@ -134,9 +176,38 @@ impl Settings {
             device: DeviceChoice::Auto,
             numerics: Numerics::F32,
             dw: Dw::Auto,
-            data: PathBuf::from("data/austen.txt"),
-            tokenizer: PathBuf::from("data/tokenizer.json"),
+            data: PathBuf::from(crate::data::input::CORPUS),
+            tokenizer: PathBuf::from(crate::data::input::TOKENIZER),
             out: PathBuf::from("runs/default"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_named_by_flag() {
+        assert!(Settings::default_run().validate().is_ok());
+        type Case = (&'static str, fn(&mut Settings));
+        let cases: [Case; 8] = [
+            ("--lr must be a finite number > 0 (got NaN)", |s| s.lr = f64::NAN),
+            ("--lr must be a finite number > 0 (got inf)", |s| {
+                s.lr = f64::INFINITY
+            }),
+            ("--lr must be a finite number > 0 (got -0.1)", |s| s.lr = -0.1),
+            ("--clip must be", |s| s.clip = f64::NAN),
+            ("--beta2 must be in [0, 1) (got 1)", |s| s.beta2 = 1.0),
+            ("--loss-scale must be", |s| s.loss_scale = Some(f32::INFINITY)),
+            ("--accum must be positive", |s| s.accum = 0),
+            ("model config: vocab must be positive", |s| s.model.vocab = 0),
+        ];
+        for (want, f) in cases {
+            let mut s = Settings::default_run();
+            f(&mut s);
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.starts_with(want), "{want}: {err}");
         }
     }
 }

@@ -193,6 +193,7 @@ fn trainer_starts_from_the_imported_weights_and_resume_takes_precedence() {
     t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
     assert!(*t.params() != imported, "training changed nothing");
     let trained = t.params().clone();
+    drop(t); // release the run directory
 
     s.steps = 3;
     let t = Trainer::new(s.clone(), true).unwrap();
@@ -201,6 +202,7 @@ fn trainer_starts_from_the_imported_weights_and_resume_takes_precedence() {
         *t.params() == trained,
         "a resumed run continues from its checkpoint, not the import"
     );
+    drop(t);
 
     s.model.norm_eps = 1e-3;
     let err = format!("{:#}", Trainer::new(s.clone(), false).err().unwrap());

@@ -114,6 +114,7 @@ fn bad_inputs_are_named() {
     // A checkpoint of another model config is refused by name.
     let t = Trainer::new(settings(&d), false).unwrap();
     t.save().unwrap();
+    drop(t); // release the run directory
     let mut other = settings(&d);
     other.model.hidden = 160;
     let err = format!("{:#}", Trainer::new(other, true).err().unwrap());

@@ -1,5 +1,6 @@
 //! Data: tokenizers, token shards, and preparing text into shards.
 
+pub mod input;
 pub mod shards;
 pub mod tokenizer;
 
@@ -20,7 +21,7 @@ pub fn prepare(texts: &[&Path], tok: &Tok, out: &Path) -> Result<usize> {
     );
     let mut ids = Vec::new();
     for t in texts {
-        let text = std::fs::read_to_string(t).with_context(|| format!("reading text {}", t.display()))?;
+        let text = input::read_text(t, "text")?;
         if let (Some(eot), false) = (tok.eot(), ids.is_empty()) {
             ids.push(eot);
         }

@@ -64,7 +64,7 @@ pub fn train(files: &[&Path], vocab: usize, out: &Path) -> Result<()> {
 
 impl Tok {
     pub fn load(path: &Path) -> Result<Tok> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading tokenizer {}", path.display()))?;
+        let bytes = super::input::read(path, "tokenizer")?;
         let inner =
             Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("tokenizer {}: {e}", path.display()))?;
         Ok(Tok {

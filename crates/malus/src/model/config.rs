@@ -101,14 +101,14 @@ impl Config {
         if let Some((n, _)) = pos.iter().find(|(_, v)| *v == 0) {
             bail!("model config: {n} must be positive");
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             bail!(
                 "model config: heads ({}) must be a multiple of kv_heads ({})",
                 self.heads,
                 self.kv_heads
             );
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             bail!("model config: head_dim ({}) must be even for RoPE", self.head_dim);
         }
         if !(self.norm_eps > 0.0 && self.rope_theta > 0.0 && self.residual_scale.is_finite()) {

@@ -49,8 +49,21 @@ impl<'a> Json<'a> {
         self.typed(key, "a non-negative integer", |v| v.as_u64().map(|n| n as usize))
     }
 
+    /// A model dimension, refused by key when past what a MIL program can address.
+    fn dim(&self, key: &str) -> Result<Option<usize>> {
+        let v = self.usize(key)?;
+        if let Some(n) = v.filter(|&n| n > super::config::MAX_DIM) {
+            bail!(
+                "{}: {key} = {n} exceeds {}, the largest extent a MIL program can address",
+                self.file,
+                super::config::MAX_DIM
+            );
+        }
+        Ok(v)
+    }
+
     fn required(&self, key: &str) -> Result<usize> {
-        self.usize(key)?
+        self.dim(key)?
             .ok_or_else(|| anyhow!("{}: {key} is missing", self.file))
     }
 
@@ -147,8 +160,8 @@ pub fn parse_config(text: &str, seq: usize, file: &str) -> Result<Config> {
         hidden: j.required("intermediate_size")?,
         layers: j.required("num_hidden_layers")?,
         heads,
-        kv_heads: j.usize("num_key_value_heads")?.unwrap_or(heads),
-        head_dim: j.usize("head_dim")?.unwrap_or(dim / heads),
+        kv_heads: j.dim("num_key_value_heads")?.unwrap_or(heads),
+        head_dim: j.dim("head_dim")?.unwrap_or(dim / heads),
         vocab: j.required("vocab_size")?,
         seq,
         rope_theta: rope_theta.unwrap_or(10000.0),

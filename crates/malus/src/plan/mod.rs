@@ -3,6 +3,7 @@
 //! prints.
 
 pub mod cost;
+pub mod memory;
 pub mod report;
 
 use anyhow::Result;

@@ -15,9 +15,12 @@ use super::optim::{AdamWConfig, LossScaler, Optimizer, Schedule, clip};
 use crate::checkpoint::{self, Checkpoint, FORMAT, Meta, OptimizerMeta};
 use crate::data::{self, Dataset, Tok, TokenFile};
 use crate::device::Device;
+use crate::kernels::Shape;
 use crate::model::Params;
 use crate::plan::Plan;
+use crate::plan::memory::{self, MemoryEstimate};
 use crate::rng::Rng;
+use crate::run_dir::RunLock;
 use crate::settings::{OptimizerKind, Settings};
 
 /// One logged point.
@@ -54,19 +57,44 @@ pub struct Trainer {
     schedule: Schedule,
     /// What a resumed run keeps from its checkpoint and what it takes from these settings.
     resume_notes: Vec<String>,
+    /// Held while the run lives: one process per run directory.
+    _lock: RunLock,
+}
+
+/// Refuses a run that cannot fit in this machine's memory, before anything is allocated.
+fn admit(s: &Settings) -> Result<()> {
+    let Some((available, source)) = memory::available() else {
+        return Ok(());
+    };
+    // Kernels are f32 unless a device makes them fp16: the larger estimate.
+    let shape = Shape::new(&s.model, DType::Fp32)?;
+    MemoryEstimate::training(&s.model, &shape, 4, s.optimizer, s.dw).admit(available, source)
+}
+
+/// Checks the training data before anything is written: a token shard opens, a text file
+/// reads.
+fn check_data(s: &Settings) -> Result<()> {
+    if is_shard(&s.data) {
+        return TokenFile::open(&s.data).map(|_| ());
+    }
+    let text = data::input::read_text(&s.data, "training data")?;
+    ensure!(
+        !text.trim().is_empty(),
+        "training data {} is empty",
+        s.data.display()
+    );
+    Ok(())
+}
+
+fn is_shard(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "bin")
 }
 
 /// Opens the training data: a token shard as is, or a text file tokenized into `out/`.
 fn open_data(s: &Settings, tok: &Tok) -> Result<TokenFile> {
-    let is_text = s.data.extension().is_none_or(|e| e != "bin");
-    if !is_text {
+    if is_shard(&s.data) {
         return TokenFile::open(&s.data);
     }
-    ensure!(
-        s.data.is_file(),
-        "training data {} does not exist",
-        s.data.display()
-    );
     let cache = s.out.join(format!("tokens-{}.bin", tok.hash));
     if !cache.is_file() {
         eprintln!("tokenizing {} …", s.data.display());
@@ -78,10 +106,10 @@ fn open_data(s: &Settings, tok: &Tok) -> Result<TokenFile> {
 impl Trainer {
     /// Starts a run, or continues the newest checkpoint in `settings.out` when `resume`.
     pub fn new(settings: Settings, resume: bool) -> Result<Trainer> {
+        settings.validate()?;
         let c = &settings.model;
-        c.validate()?;
-        std::fs::create_dir_all(&settings.out)
-            .with_context(|| format!("creating {}", settings.out.display()))?;
+        admit(&settings)?;
+        // Inputs first: no run directory is made for a run that cannot start.
         let tok = Tok::load(&settings.tokenizer)?;
         ensure!(
             tok.vocab_size() <= c.vocab,
@@ -90,6 +118,8 @@ impl Trainer {
             tok.vocab_size(),
             c.vocab
         );
+        check_data(&settings)?;
+        let lock = RunLock::take(&settings.out)?;
         let file = open_data(&settings, &tok)?;
         let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
         let val = data.validation(c.seq, settings.eval_batches)?;
@@ -157,6 +187,7 @@ impl Trainer {
             device_name: format!("{}, dW on the {}", device.name(), plan.dw.name()),
             resume_notes,
             settings,
+            _lock: lock,
         };
         t.model.stage(&t.params)?;
         Ok(t)
@@ -288,14 +319,14 @@ impl Trainer {
         while self.step_no < self.settings.steps {
             let mut m = self.update()?;
             let last = self.step_no == self.settings.steps;
-            if self.step_no % self.settings.eval_every == 0 || last {
+            if self.step_no.is_multiple_of(self.settings.eval_every) || last {
                 m.val_loss = Some(self.validate()?);
             }
             writeln!(log, "{}", serde_json::to_string(&m)?)
                 .with_context(|| format!("writing {}", path.display()))?;
             on_metrics(&m);
             let stopping = stop.load(Ordering::SeqCst);
-            if self.step_no % self.settings.ckpt_every == 0 || last || stopping {
+            if self.step_no.is_multiple_of(self.settings.ckpt_every) || last || stopping {
                 self.save()?;
             }
             if stopping {

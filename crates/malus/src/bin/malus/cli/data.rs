@@ -31,7 +31,7 @@ pub enum DataCommand {
 
 #[derive(Args)]
 pub struct PrepareArgs {
-    #[arg(long, default_value = "data/tokenizer.json")]
+    #[arg(long, default_value = malus::data::input::TOKENIZER)]
     tokenizer: PathBuf,
     /// Output shard (.bin, uint16 little-endian).
     #[arg(short, long)]

@@ -17,7 +17,7 @@ pub struct GenerateArgs {
     /// A checkpoint file, or a run directory (its newest checkpoint).
     #[arg(long, default_value = "runs/default")]
     checkpoint: PathBuf,
-    #[arg(long, default_value = "data/tokenizer.json")]
+    #[arg(long, default_value = malus::data::input::TOKENIZER)]
     tokenizer: PathBuf,
     #[arg(long, default_value = "")]
     prompt: String,

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use malus::plan::cost::{Chip, Prediction, auto_plan};
+use malus::plan::memory::MemoryEstimate;
 use malus::plan::report::PlanReport;
-use malus::{Config, Dw, Plan};
+use malus::{Config, Dw, OptimizerKind, Plan};
 use malus_mil::DType;
 
 #[derive(Args)]
@@ -58,6 +59,11 @@ pub fn run(a: PlanArgs) -> Result<ExitCode> {
     };
     let r = PlanReport::new(&plan, &a.model);
     write!(out, "{r}")?;
+    let mem = MemoryEstimate::training(&c, &plan.shape, 4, OptimizerKind::AdamW, plan.dw);
+    writeln!(
+        out,
+        "memory to train with AdamW on the CPU executor (f32 kernels), at least: {mem}"
+    )?;
     if let (Some(chip), Dw::Device | Dw::Host) = (chip, a.dw) {
         writeln!(out, "{}", Prediction::new(chip, &r, c.seq))?;
     }

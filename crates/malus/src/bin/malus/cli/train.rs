@@ -113,10 +113,7 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
     s.loss_scale = a.loss_scale.or(s.loss_scale);
     s.optimizer = a.optimizer.unwrap_or(s.optimizer);
     (s.device, s.numerics, s.dw) = (a.device, a.numerics, a.dw);
-    anyhow::ensure!(
-        s.steps > 0 && s.accum > 0 && s.eval_every > 0 && s.ckpt_every > 0,
-        "steps, accum, eval-every and ckpt-every must be positive"
-    );
+    s.validate()?;
     Ok(s)
 }
 
