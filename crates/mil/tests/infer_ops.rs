@@ -1,9 +1,17 @@
 //! Type and shape inference of every op in `malus_mil::infer::OPS`, through the builder: good cases
 //! with expected shapes worked out by hand (conv sizes from ⌊(in + pads − d·(k − 1) − 1) / s⌋ + 1,
 //! numpy broadcasting, …), and bad cases whose error must name the op and the argument at fault.
+//!
+//! The cases of an op are tables: the input types (short spellings, see [`ty`]) and parameters of
+//! a builder call, or the named arguments of the op as text would give them (see [`Run::raw`]),
+//! each with what it must give (see [`Run::check`]). Every input is a fresh function parameter;
+//! the good results of a test are finally validated as a program.
+
+use std::fmt::Debug;
 
 use malus_mil::builder::ConvParams;
 use malus_mil::error::InferError;
+use malus_mil::printer::{Spelling, literal_str, type_str};
 use malus_mil::types::{DType, Dim, Type};
 use malus_mil::value::{Lit, Literal, Value};
 use malus_mil::{FunctionBuilder, Program, Var, validate};
@@ -11,52 +19,15 @@ use malus_mil::{FunctionBuilder, Program, Var, validate};
 use DType::{Bool, Fp16, Fp32, Int8, Int32, Uint8};
 
 /// Every op this file tests with good and bad cases; must equal the op table.
-const COVERED: &[&str] = &[
-    "const",
-    "cast",
-    "identity",
-    "sqrt",
-    "rsqrt",
-    "exp",
-    "log",
-    "sigmoid",
-    "silu",
-    "tanh",
-    "relu",
-    "gelu",
-    "add",
-    "sub",
-    "mul",
-    "real_div",
-    "maximum",
-    "minimum",
-    "pow",
-    "softmax",
-    "reduce_sum",
-    "reduce_mean",
-    "reduce_max",
-    "slice_by_size",
-    "slice_by_index",
-    "reshape",
-    "transpose",
-    "concat",
-    "split",
-    "expand_dims",
-    "squeeze",
-    "layer_norm",
-    "linear",
-    "matmul",
-    "conv",
-    "select",
-    "quantize",
-    "dequantize",
-    "constexpr_affine_dequantize",
-];
+const COVERED: &str = "const cast identity sqrt rsqrt exp log sigmoid silu tanh relu gelu \
+    add sub mul real_div maximum minimum pow softmax reduce_sum reduce_mean reduce_max \
+    slice_by_size slice_by_index reshape transpose concat split expand_dims squeeze \
+    layer_norm linear matmul conv select quantize dequantize constexpr_affine_dequantize";
 
 #[test]
 fn every_op_of_the_table_is_covered() {
     let mut table: Vec<&str> = malus_mil::infer::OPS.iter().map(|s| s.name).collect();
-    let mut covered = COVERED.to_vec();
+    let mut covered: Vec<&str> = COVERED.split_whitespace().collect();
     table.sort_unstable();
     covered.sort_unstable();
     assert_eq!(
@@ -65,173 +36,254 @@ fn every_op_of_the_table_is_covered() {
     );
 }
 
-fn fb() -> FunctionBuilder {
-    FunctionBuilder::new("main", "ios18")
-}
-
-fn t(d: DType, s: &[usize]) -> Type {
-    Type::tensor(d, s)
-}
-
-/// A tensor type with some unknown dims (`None` = `?`).
-fn tu(d: DType, s: &[Option<usize>]) -> Type {
-    Type::Tensor {
-        dtype: d,
-        shape: s.iter().map(|x| x.map_or(Dim::Unknown, Dim::Known)).collect(),
-    }
+/// A type from its short spelling: `fp16[2,?,4]` (`?` an unknown extent), a bare dtype a scalar.
+fn ty(s: &str) -> Type {
+    let (d, dims) = s.split_once('[').unwrap_or((s, "]"));
+    let dtype = DType::from_name(d).unwrap_or_else(|| panic!("no dtype in {s:?}"));
+    let dims = dims.strip_suffix(']').expect("`]` after the dims");
+    let dim = |e: &str| match e {
+        "?" => Dim::Unknown,
+        _ => Dim::Known(e.parse().unwrap()),
+    };
+    let shape = dims.split(',').filter(|e| !e.is_empty()).map(dim).collect();
+    Type::Tensor { dtype, shape }
 }
 
 fn v(x: &Var) -> Value {
     Value::Var(x.name.clone())
 }
 
-/// The result must be an error naming `op` and `arg`.
-#[track_caller]
-fn bad<T: std::fmt::Debug>(r: Result<T, InferError>, op: &str, arg: &str) -> InferError {
-    let e = r.expect_err("expected an inference error");
-    assert_eq!(e.op, op, "wrong op in {e}");
-    assert_eq!(e.arg.as_deref(), Some(arg), "wrong argument in {e}");
-    assert!(!e.msg.is_empty());
-    let shown = e.to_string();
-    assert!(
-        shown.starts_with(op) && shown.contains(&format!("`{arg}`")),
-        "{shown}"
-    );
-    e
+/// An argument of a case written as text would give it.
+#[derive(Clone)]
+enum A {
+    /// A fresh function input of this type.
+    Input(Type),
+    /// A tuple of fresh inputs of these types (spelled as for [`ty`]).
+    Inputs(&'static [&'static str]),
+    /// A `const` of this value.
+    Const(Literal),
+    /// This value inline.
+    Inline(Literal),
 }
 
-/// The result must be a single var of exactly this type.
-#[track_caller]
-fn good(r: Result<Var, InferError>, want: Type) -> Var {
-    let x = r.unwrap_or_else(|e| panic!("unexpected error: {e}"));
-    assert_eq!(x.ty, want);
-    x
+fn input(spec: &str) -> A {
+    A::Input(ty(spec))
+}
+fn int(v: i32) -> A {
+    A::Const(Literal::scalar_i32(v))
+}
+fn ints(v: &[i64]) -> A {
+    A::Const(Literal::ints(Int32, v))
+}
+fn flag(v: bool) -> A {
+    A::Const(Literal::scalar_bool(v))
+}
+fn text(s: &str) -> A {
+    A::Const(Literal::string(s))
 }
 
-/// A finished builder function must also validate as text would.
-#[track_caller]
-fn check_valid(b: FunctionBuilder, outs: &[&Var]) {
-    let p = Program::new(vec![b.build(outs)]);
-    let d = validate(&p);
-    assert!(d.is_empty(), "{d:?}\n{}", malus_mil::print(&p));
-    let text = malus_mil::print(&p);
-    let q = malus_mil::parse(&text).unwrap();
-    assert_eq!(q, p);
-    assert!(validate(&q).is_empty());
+impl Debug for A {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            A::Input(t) => write!(f, "{}", type_str(t, Spelling::BareScalars)),
+            A::Inputs(items) => write!(f, "({})", items.join(", ")),
+            A::Const(l) => write!(f, "const {}", literal_str(l, Spelling::BareScalars)),
+            A::Inline(l) => write!(f, "{}", literal_str(l, Spelling::BareScalars)),
+        }
+    }
+}
+
+/// Cases: the inputs and parameters of a call, with what it must give (see [`Run::check`]).
+type Rows<'a, C> = &'a [(C, &'a str)];
+
+/// Cases as named arguments, with what each must give.
+type Raw<'a> = &'a [(&'a [(&'a str, A)], &'a str)];
+
+/// The results of a builder call: one var, or several.
+trait Outs {
+    fn outs(self) -> Vec<Var>;
+}
+
+impl Outs for Var {
+    fn outs(self) -> Vec<Var> {
+        vec![self]
+    }
+}
+
+impl Outs for Vec<Var> {
+    fn outs(self) -> Vec<Var> {
+        self
+    }
+}
+
+/// One function under construction, with the good results its cases gave.
+struct Run {
+    b: FunctionBuilder,
+    outs: Vec<Var>,
+    inputs: usize,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            b: FunctionBuilder::new("main", "ios18"),
+            outs: Vec::new(),
+            inputs: 0,
+        }
+    }
+
+    /// A fresh function input of the type spelled `spec`.
+    fn input(&mut self, spec: &str) -> Var {
+        self.input_of(ty(spec))
+    }
+
+    fn input_of(&mut self, t: Type) -> Var {
+        self.inputs += 1;
+        self.b.input(&format!("in{}", self.inputs), t)
+    }
+
+    /// A fresh input for a non-empty `spec`, none for `""`.
+    fn opt(&mut self, spec: &str) -> Option<Var> {
+        (!spec.is_empty()).then(|| self.input(spec))
+    }
+
+    /// The result of `call`, a case of `op` named `case` on failure, must be what `want` says: the
+    /// types of its results (spelled as for [`ty`], separated by spaces), or with `!arg` an error
+    /// naming `op` and the argument `arg`, with `!arg: text` one whose message contains `text`.
+    fn check<O: Outs>(
+        &mut self,
+        op: &str,
+        case: impl Debug,
+        want: &str,
+        call: impl FnOnce(&mut FunctionBuilder) -> Result<O, InferError>,
+    ) {
+        let case = format!("{op} {case:?}");
+        let got = call(&mut self.b);
+        let Some(err) = want.strip_prefix('!') else {
+            let got = got.unwrap_or_else(|e| panic!("{case}: {e}")).outs();
+            let types: Vec<&Type> = got.iter().map(|x| &x.ty).collect();
+            let want: Vec<Type> = want.split_whitespace().map(ty).collect();
+            assert_eq!(types, want.iter().collect::<Vec<_>>(), "{case}");
+            self.outs.extend(got);
+            return;
+        };
+        let (arg, what) = err.split_once(": ").unwrap_or((err, ""));
+        let Err(e) = got else {
+            panic!("{case}: expected an inference error naming `{arg}`")
+        };
+        assert_eq!(e.op, op, "{case}: wrong op in {e}");
+        assert_eq!(e.arg.as_deref(), Some(arg), "{case}: wrong argument in {e}");
+        assert!(!e.msg.is_empty(), "{case}: {e}");
+        assert!(e.msg.contains(what), "{case}: {e} does not mention {what:?}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(op) && shown.contains(&format!("`{arg}`")),
+            "{case}: {shown}"
+        );
+    }
+
+    /// Cases of `op` as its named arguments.
+    fn raw(&mut self, op: &str, rows: Raw) {
+        for &(args, want) in rows {
+            let values: Vec<(&str, Value)> = args
+                .iter()
+                .map(|(n, a)| match a {
+                    A::Input(t) => (*n, v(&self.input_of(t.clone()))),
+                    A::Inputs(items) => (
+                        *n,
+                        Value::Tuple(items.iter().map(|s| v(&self.input(s))).collect()),
+                    ),
+                    A::Const(l) => (*n, v(&self.b.constant(l.clone()))),
+                    A::Inline(l) => (*n, Value::Literal(l.clone())),
+                })
+                .collect();
+            self.check(op, args, want, |b| b.op(op, &values, None));
+        }
+    }
+
+    /// The good results must also validate, and round-trip through text.
+    fn done(self) {
+        let refs: Vec<&Var> = self.outs.iter().collect();
+        let p = Program::new(vec![self.b.build(&refs)]);
+        let d = validate(&p);
+        assert!(d.is_empty(), "{d:?}\n{}", malus_mil::print(&p));
+        let text = malus_mil::print(&p);
+        let q = malus_mil::parse(&text).unwrap();
+        assert_eq!(q, p);
+        assert!(validate(&q).is_empty());
+    }
 }
 
 // ---------------------------------------------------------------- const, cast, identity
 
 #[test]
-fn const_good() {
-    let mut b = fb();
-    let c = b.constant(Literal::floats(Fp16, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
-    assert_eq!(c.ty, t(Fp16, &[2, 3]));
-    let s = b.string("hello");
-    assert_eq!(s.ty, Type::scalar(DType::String));
-    let i = b.ints(&[1, -2, 3]);
-    assert_eq!(i.ty, t(Int32, &[3]));
-    let w = good(
-        b.blob(t(Fp16, &[4, 8]), "@model_path/weights/w.bin", 64),
-        t(Fp16, &[4, 8]),
-    );
-    let k = b.scalar(Bool, 1.0);
-    assert_eq!(k.ty, Type::scalar(Bool));
-    // An identical literal is declared once.
-    let again = b.ints(&[1, -2, 3]);
-    assert_eq!(again.name, i.name);
-    check_valid(b, &[&c, &s, &w, &k]);
-}
-
-#[test]
-fn const_bad() {
-    let mut b = fb();
-    // Two values for a [3] tensor.
-    bad(
-        b.try_constant(Literal::new(
-            t(Int32, &[3]),
-            Lit::List(vec![Lit::Int(1), Lit::Int(2)]),
-        )),
-        "const",
-        "val",
-    );
-    // 300 does not fit int8.
-    bad(
-        b.try_constant(Literal::new(Type::scalar(Int8), Lit::Int(300))),
-        "const",
-        "val",
-    );
-    // A float in an integer tensor.
-    bad(
-        b.try_constant(Literal::new(Type::scalar(Int32), Lit::Float(0.5))),
-        "const",
-        "val",
-    );
-    // A bool blob.
-    bad(
-        b.blob(t(Bool, &[4]), "@model_path/weights/w.bin", 64),
-        "const",
-        "val",
-    );
+fn constants() {
+    let mut r = Run::new();
+    let w = "@model_path/weights/w.bin";
+    let i = r.b.ints(&[1, -2, 3]);
+    let floats = Literal::floats(Fp16, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let short = Literal::new(ty("int32[3]"), Lit::List(vec![Lit::Int(1), Lit::Int(2)]));
+    #[rustfmt::skip]
+    let rows: Vec<(&str, Result<Var, InferError>, &str)> = vec![
+        ("tensor", Ok(r.b.constant(floats)), "fp16[2,3]"),
+        ("string", Ok(r.b.string("hello")), "string"),
+        ("ints", Ok(i.clone()), "int32[3]"),
+        ("blob", r.b.blob(ty("fp16[4,8]"), w, 64), "fp16[4,8]"),
+        ("bool", Ok(r.b.scalar(Bool, 1.0)), "bool"),
+        // Two values for a [3] tensor.
+        ("short", r.b.try_constant(short), "!val"),
+        // 300 does not fit int8.
+        ("int8 300", r.b.try_constant(Literal::new(ty("int8"), Lit::Int(300))), "!val"),
+        // A float in an integer tensor.
+        ("int32 0.5", r.b.try_constant(Literal::new(ty("int32"), Lit::Float(0.5))), "!val"),
+        ("bool blob", r.b.blob(ty("bool[4]"), w, 64), "!val"),
+    ];
+    for (case, got, want) in rows {
+        r.check("const", case, want, |_| got);
+    }
     // Unknown and missing arguments.
-    let lit = Value::Literal(Literal::scalar_i32(1));
-    bad(b.op("const", &[("value", lit)], None), "const", "value");
-    bad(b.op("const", &[], None), "const", "val");
+    let one = A::Inline(Literal::scalar_i32(1));
+    r.raw("const", &[(&[("value", one)], "!value"), (&[], "!val")]);
+    // An identical literal is declared once.
+    assert_eq!(r.b.ints(&[1, -2, 3]).name, i.name);
+    r.done();
 }
 
 #[test]
-fn cast_good() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp32, &[1, 4, 8]));
-    let h = good(b.cast(&x, Fp16), t(Fp16, &[1, 4, 8]));
-    let i = good(b.cast(&h, Int32), t(Int32, &[1, 4, 8]));
-    let s = b.input("s", Type::scalar(Fp32));
-    let sb = good(b.cast(&s, Bool), Type::scalar(Bool));
-    check_valid(b, &[&i, &sb]);
+fn cast() {
+    let mut r = Run::new();
+    let rows = [
+        (("fp32[1,4,8]", Fp16), "fp16[1,4,8]"),
+        (("fp16[1,4,8]", Int32), "int32[1,4,8]"),
+        (("fp32", Bool), "bool"),
+        (("fp32[2]", DType::String), "!dtype"),
+    ];
+    for (c @ (x, d), want) in rows {
+        let x = r.input(x);
+        r.check("cast", c, want, |b| b.cast(&x, d));
+    }
+    let tup = A::Input(Type::Tuple(vec![ty("fp32[2]")]));
+    let raw: Raw = &[
+        (&[("x", input("fp32[2]")), ("dtype", text("float"))], "!dtype"),
+        // The target dtype must be a constant.
+        (&[("x", input("fp32[2]")), ("dtype", input("string"))], "!dtype"),
+        (&[("x", tup), ("dtype", text("fp16"))], "!x"),
+        (&[("x", input("fp32[2]"))], "!dtype"),
+    ];
+    r.raw("cast", raw);
+    r.done();
 }
 
 #[test]
-fn cast_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp32, &[2]));
-    bad(b.cast(&x, DType::String), "cast", "dtype");
-    let f = b.string("float");
-    bad(
-        b.op("cast", &[("x", v(&x)), ("dtype", v(&f))], None),
-        "cast",
-        "dtype",
-    );
-    // The target dtype must be a constant.
-    let d = b.input("d", Type::scalar(DType::String));
-    bad(
-        b.op("cast", &[("x", v(&x)), ("dtype", v(&d))], None),
-        "cast",
-        "dtype",
-    );
-    let tup = b.input("tup", Type::Tuple(vec![t(Fp32, &[2])]));
-    let h = b.string("fp16");
-    bad(
-        b.op("cast", &[("x", v(&tup)), ("dtype", v(&h))], None),
-        "cast",
-        "x",
-    );
-    bad(b.op("cast", &[("x", v(&x))], None), "cast", "dtype");
-}
-
-#[test]
-fn identity_good_and_bad() {
-    let mut b = fb();
-    let x = b.input("x", tu(Int32, &[Some(3), None]));
-    let y = good(b.identity(&x), tu(Int32, &[Some(3), None]));
-    let k = b.input("k", Type::scalar(Bool));
-    let z = good(b.identity(&k), Type::scalar(Bool));
-    bad(
-        b.op("identity", &[("x", v(&x)), ("y", v(&x))], None),
-        "identity",
-        "y",
-    );
-    bad(b.op("identity", &[], None), "identity", "x");
-    check_valid(b, &[&y, &z]);
+fn identity() {
+    let mut r = Run::new();
+    for (x, want) in [("int32[3,?]", "int32[3,?]"), ("bool", "bool")] {
+        let xv = r.input(x);
+        r.check("identity", x, want, |b| b.identity(&xv));
+    }
+    let x = input("int32[3,?]");
+    r.raw("identity", &[(&[("x", x.clone()), ("y", x)], "!y"), (&[], "!x")]);
+    r.done();
 }
 
 // ---------------------------------------------------------------- elementwise
@@ -249,81 +301,70 @@ fn unary_float_ops() {
         ("tanh", FunctionBuilder::tanh),
         ("relu", FunctionBuilder::relu),
     ];
+    let rows = [
+        ("fp16[2,3,5]", "fp16[2,3,5]"),
+        ("fp32", "fp32"),
+        ("fp32[?,7]", "fp32[?,7]"),
+        ("int32[2]", "!x: int32"),
+        ("bool[2]", "!x"),
+    ];
+    let raw: Raw = &[
+        (&[("x", input("fp16[2,3,5]")), ("alpha", input("fp32"))], "!alpha"),
+        (&[], "!x"),
+    ];
     for (name, f) in ops {
-        let mut b = fb();
-        let x = b.input("x", t(Fp16, &[2, 3, 5]));
-        let s = b.input("s", Type::scalar(Fp32));
-        let u = b.input("u", tu(Fp32, &[None, Some(7)]));
-        let i = b.input("i", t(Int32, &[2]));
-        let k = b.input("k", t(Bool, &[2]));
-        let y = good(f(&mut b, &x), t(Fp16, &[2, 3, 5]));
-        let z = good(f(&mut b, &s), Type::scalar(Fp32));
-        let w = good(f(&mut b, &u), tu(Fp32, &[None, Some(7)]));
-        let e = bad(f(&mut b, &i), name, "x");
-        assert!(e.msg.contains("int32"), "{e}");
-        bad(f(&mut b, &k), name, "x");
-        bad(b.op(name, &[("x", v(&x)), ("alpha", v(&s))], None), name, "alpha");
-        bad(b.op(name, &[], None), name, "x");
-        check_valid(b, &[&y, &z, &w]);
+        let mut r = Run::new();
+        for (x, want) in rows {
+            let xv = r.input(x);
+            r.check(name, x, want, |b| f(b, &xv));
+        }
+        r.raw(name, raw);
+        r.done();
     }
 }
 
 #[test]
 fn epsilon_of_rsqrt_and_log() {
-    for name in ["rsqrt", "log"] {
-        let mut b = fb();
-        let x = b.input("x", t(Fp16, &[4]));
-        let eps = b.scalar(Fp16, 1e-7);
-        let y = good(
-            b.op(name, &[("epsilon", v(&eps)), ("x", v(&x))], None)
-                .map(|mut r| r.remove(0)),
-            t(Fp16, &[4]),
-        );
+    let eps = |l| ("epsilon", A::Const(l));
+    let x = ("x", input("fp16[4]"));
+    let fp16 = eps(Literal::scalar_f(Fp16, 1e-7));
+    let (fp32, vector) = (
+        eps(Literal::scalar_f(Fp32, 1e-7)),
+        eps(Literal::floats(Fp16, &[1], &[1e-7])),
+    );
+    let raw: Raw = &[
+        (&[fp16.clone(), x.clone()], "fp16[4]"),
         // Wrong dtype and wrong rank of epsilon.
-        let e32 = b.scalar(Fp32, 1e-7);
-        bad(
-            b.op(name, &[("epsilon", v(&e32)), ("x", v(&x))], None),
-            name,
-            "epsilon",
-        );
-        let ev = b.constant(Literal::floats(Fp16, &[1], &[1e-7]));
-        bad(
-            b.op(name, &[("epsilon", v(&ev)), ("x", v(&x))], None),
-            name,
-            "epsilon",
-        );
-        check_valid(b, &[&y]);
+        (&[fp32, x.clone()], "!epsilon"),
+        (&[vector, x.clone()], "!epsilon"),
+    ];
+    for name in ["rsqrt", "log"] {
+        let mut r = Run::new();
+        r.raw(name, raw);
+        r.done();
     }
     // sqrt has no epsilon.
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[4]));
-    let eps = b.scalar(Fp16, 1e-7);
-    bad(
-        b.op("sqrt", &[("epsilon", v(&eps)), ("x", v(&x))], None),
-        "sqrt",
-        "epsilon",
-    );
+    Run::new().raw("sqrt", &[(&[fp16, x], "!epsilon")]);
 }
 
 #[test]
 fn gelu_modes() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[1, 8]));
-    let mut outs = Vec::new();
-    for m in ["EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION"] {
-        outs.push(good(b.gelu(&x, m), t(Fp16, &[1, 8])));
+    let mut r = Run::new();
+    let rows = [
+        (("fp16[1,8]", "EXACT"), "fp16[1,8]"),
+        (("fp16[1,8]", "TANH_APPROXIMATION"), "fp16[1,8]"),
+        (("fp16[1,8]", "SIGMOID_APPROXIMATION"), "fp16[1,8]"),
+        (("fp16[1,8]", "FAST"), "!mode"),
+        (("fp16[1,8]", "exact"), "!mode"),
+        (("int32[1,8]", "EXACT"), "!x"),
+    ];
+    for (c @ (x, mode), want) in rows {
+        let x = r.input(x);
+        r.check("gelu", c, want, |b| b.gelu(&x, mode));
     }
     // Mode is optional.
-    outs.push(good(
-        b.op("gelu", &[("x", v(&x))], None).map(|mut r| r.remove(0)),
-        t(Fp16, &[1, 8]),
-    ));
-    bad(b.gelu(&x, "FAST"), "gelu", "mode");
-    bad(b.gelu(&x, "exact"), "gelu", "mode");
-    let i = b.input("i", t(Int32, &[1, 8]));
-    bad(b.gelu(&i, "EXACT"), "gelu", "x");
-    let refs: Vec<&Var> = outs.iter().collect();
-    check_valid(b, &refs);
+    r.raw("gelu", &[(&[("x", input("fp16[1,8]"))], "fp16[1,8]")]);
+    r.done();
 }
 
 #[test]
@@ -338,51 +379,37 @@ fn binary_broadcasting() {
         ("minimum", FunctionBuilder::minimum),
         ("pow", FunctionBuilder::pow),
     ];
-    for (name, f) in ops {
-        let mut b = fb();
-        let a = b.input("a", t(Fp16, &[2, 1, 4]));
-        let c = b.input("c", t(Fp16, &[3, 1]));
-        let s = b.input("s", Type::scalar(Fp16));
-        let m = b.input("m", t(Fp16, &[1, 6, 1]));
-        let n = b.input("n", t(Fp16, &[4, 1, 5]));
-        let one = b.input("one", t(Fp16, &[1]));
-        let u = b.input("u", tu(Fp16, &[None, Some(4)]));
-        let mut outs = vec![
-            // [2,1,4] ∘ [3,1] → [2,3,4]
-            good(f(&mut b, &a, &c), t(Fp16, &[2, 3, 4])),
-            good(f(&mut b, &c, &a), t(Fp16, &[2, 3, 4])),
-            // scalar ∘ [2,1,4] → [2,1,4]
-            good(f(&mut b, &s, &a), t(Fp16, &[2, 1, 4])),
-            // [4,1,5] ∘ [1,6,1] → [4,6,5]
-            good(f(&mut b, &n, &m), t(Fp16, &[4, 6, 5])),
-            // [1] ∘ [] → [1]; [] ∘ [] → []
-            good(f(&mut b, &one, &s), t(Fp16, &[1])),
-            good(f(&mut b, &s, &s), Type::scalar(Fp16)),
-            // [?,4] ∘ [3,1] → [3,4]; [?,4] ∘ [1] → [?,4]
-            good(f(&mut b, &u, &c), t(Fp16, &[3, 4])),
-            good(f(&mut b, &u, &one), tu(Fp16, &[None, Some(4)])),
-        ];
+    let rows = [
+        // [2,1,4] ∘ [3,1] → [2,3,4]
+        (("fp16[2,1,4]", "fp16[3,1]"), "fp16[2,3,4]"),
+        (("fp16[3,1]", "fp16[2,1,4]"), "fp16[2,3,4]"),
+        (("fp16", "fp16[2,1,4]"), "fp16[2,1,4]"),
+        (("fp16[4,1,5]", "fp16[1,6,1]"), "fp16[4,6,5]"),
+        (("fp16[1]", "fp16"), "fp16[1]"),
+        (("fp16", "fp16"), "fp16"),
+        (("fp16[?,4]", "fp16[3,1]"), "fp16[3,4]"),
+        (("fp16[?,4]", "fp16[1]"), "fp16[?,4]"),
         // Integers are numeric too.
-        let i = b.input("i", t(Int32, &[2, 2]));
-        outs.push(good(f(&mut b, &i, &i), t(Int32, &[2, 2])));
-        // [2,1,4] ∘ [3,1,4]: 2 vs 3 cannot broadcast.
-        let five = b.input("five", t(Fp16, &[3, 1, 4]));
-        let e = bad(f(&mut b, &a, &five), name, "y");
-        assert!(e.msg.contains("broadcast"), "{e}");
-        let h32 = b.input("h32", t(Fp32, &[2, 1, 4]));
-        bad(f(&mut b, &a, &h32), name, "y");
-        let k = b.input("k", t(Bool, &[2]));
-        bad(f(&mut b, &k, &k), name, "x");
-        let st = b.input("st", t(DType::String, &[2]));
-        bad(f(&mut b, &st, &st), name, "x");
-        bad(b.op(name, &[("x", v(&a))], None), name, "y");
-        bad(
-            b.op(name, &[("x", v(&a)), ("y", v(&a)), ("z", v(&a))], None),
-            name,
-            "z",
-        );
-        let refs: Vec<&Var> = outs.iter().collect();
-        check_valid(b, &refs);
+        (("int32[2,2]", "int32[2,2]"), "int32[2,2]"),
+        // 2 vs 3 cannot broadcast.
+        (("fp16[2,1,4]", "fp16[3,1,4]"), "!y: broadcast"),
+        (("fp16[2,1,4]", "fp32[2,1,4]"), "!y"),
+        (("bool[2]", "bool[2]"), "!x"),
+        (("string[2]", "string[2]"), "!x"),
+    ];
+    let a = ("x", input("fp16[2,1,4]"));
+    let raw: Raw = &[
+        (&[("x", input("fp16[2,1,4]"))], "!y"),
+        (&[a.clone(), ("y", a.1.clone()), ("z", a.1.clone())], "!z"),
+    ];
+    for (name, f) in ops {
+        let mut r = Run::new();
+        for (xy, want) in rows {
+            let (x, y) = (r.input(xy.0), r.input(xy.1));
+            r.check(name, xy, want, |b| f(b, &x, &y));
+        }
+        r.raw(name, raw);
+        r.done();
     }
 }
 
@@ -390,30 +417,28 @@ fn binary_broadcasting() {
 
 #[test]
 fn softmax_axes() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[2, 3, 4]));
-    let y = good(b.softmax(&x, -1), t(Fp16, &[2, 3, 4]));
-    let z = good(b.softmax(&x, 1), t(Fp16, &[2, 3, 4]));
-    let w = good(b.softmax(&x, -3), t(Fp16, &[2, 3, 4]));
-    // Axis defaults to -1.
-    let d = good(
-        b.op("softmax", &[("x", v(&x))], None).map(|mut r| r.remove(0)),
-        t(Fp16, &[2, 3, 4]),
-    );
-    let e = bad(b.softmax(&x, 3), "softmax", "axis");
-    assert!(e.msg.contains("out of range"), "{e}");
-    bad(b.softmax(&x, -4), "softmax", "axis");
-    let two = b.ints(&[1, 2]);
-    bad(
-        b.op("softmax", &[("axis", v(&two)), ("x", v(&x))], None),
-        "softmax",
-        "axis",
-    );
-    let i = b.input("i", t(Int32, &[2]));
-    bad(b.softmax(&i, 0), "softmax", "x");
-    let s = b.input("s", Type::scalar(Fp16));
-    bad(b.softmax(&s, 0), "softmax", "axis");
-    check_valid(b, &[&y, &z, &w, &d]);
+    let mut r = Run::new();
+    let rows = [
+        (("fp16[2,3,4]", -1), "fp16[2,3,4]"),
+        (("fp16[2,3,4]", 1), "fp16[2,3,4]"),
+        (("fp16[2,3,4]", -3), "fp16[2,3,4]"),
+        (("fp16[2,3,4]", 3), "!axis: out of range"),
+        (("fp16[2,3,4]", -4), "!axis"),
+        (("int32[2]", 0), "!x"),
+        (("fp16", 0), "!axis"),
+    ];
+    for (c @ (x, axis), want) in rows {
+        let x = r.input(x);
+        r.check("softmax", c, want, |b| b.softmax(&x, axis));
+    }
+    let x = ("x", input("fp16[2,3,4]"));
+    let raw: Raw = &[
+        // Axis defaults to -1.
+        (&[("x", input("fp16[2,3,4]"))], "fp16[2,3,4]"),
+        (&[("axis", ints(&[1, 2])), x.clone()], "!axis"),
+    ];
+    r.raw("softmax", raw);
+    r.done();
 }
 
 #[test]
@@ -424,591 +449,366 @@ fn reductions() {
         ("reduce_mean", FunctionBuilder::reduce_mean),
         ("reduce_max", FunctionBuilder::reduce_max),
     ];
+    let rows: Rows<(&str, &[i64], bool)> = &[
+        (("fp16[2,3,4]", &[1], false), "fp16[2,4]"),
+        (("fp16[2,3,4]", &[1], true), "fp16[2,1,4]"),
+        (("fp16[2,3,4]", &[-1, 0], false), "fp16[3]"),
+        (("fp16[2,3,4]", &[0, 1, 2], true), "fp16[1,1,1]"),
+        (("int32[5,6]", &[0], false), "int32[6]"),
+        (("fp16[2,3,4]", &[3], false), "!axes"),
+        (("fp16[2,3,4]", &[1, -2], false), "!axes: twice"),
+    ];
+    let x = ("x", input("fp16[2,3,4]"));
+    let raw: Raw = &[
+        // No axes: all of them.
+        (&[("x", input("fp16[2,3,4]"))], "fp16"),
+        (&[("keep_dims", flag(true)), x.clone()], "fp16[1,1,1]"),
+        (&[("keep_dims", int(1)), x.clone()], "!keep_dims"),
+        (&[("axes", input("int32[1]")), x.clone()], "!axes"),
+    ];
     for (name, f) in ops {
-        let mut b = fb();
-        let x = b.input("x", t(Fp16, &[2, 3, 4]));
-        let outs = [
-            good(f(&mut b, &x, &[1], false), t(Fp16, &[2, 4])),
-            good(f(&mut b, &x, &[1], true), t(Fp16, &[2, 1, 4])),
-            good(f(&mut b, &x, &[-1, 0], false), t(Fp16, &[3])),
-            good(f(&mut b, &x, &[0, 1, 2], true), t(Fp16, &[1, 1, 1])),
-            // No axes: all of them.
-            good(
-                b.op(name, &[("x", v(&x))], None).map(|mut r| r.remove(0)),
-                Type::scalar(Fp16),
-            ),
-        ];
-        let keep = b.bool(true);
-        let all_kept = good(
-            b.op(name, &[("keep_dims", v(&keep)), ("x", v(&x))], None)
-                .map(|mut r| r.remove(0)),
-            t(Fp16, &[1, 1, 1]),
-        );
-        let i = b.input("i", t(Int32, &[5, 6]));
-        let ir = good(f(&mut b, &i, &[0], false), t(Int32, &[6]));
-        bad(f(&mut b, &x, &[3], false), name, "axes");
-        let e = bad(f(&mut b, &x, &[1, -2], false), name, "axes");
-        assert!(e.msg.contains("twice"), "{e}");
-        let one = b.int(1);
-        bad(
-            b.op(name, &[("keep_dims", v(&one)), ("x", v(&x))], None),
-            name,
-            "keep_dims",
-        );
-        let rt = b.input("rt", t(Int32, &[1]));
-        bad(b.op(name, &[("axes", v(&rt)), ("x", v(&x))], None), name, "axes");
-        let mut refs: Vec<&Var> = outs.iter().collect();
-        refs.push(&all_kept);
-        refs.push(&ir);
-        check_valid(b, &refs);
+        let mut r = Run::new();
+        for &(c @ (x, axes, keep), want) in rows {
+            let x = r.input(x);
+            r.check(name, c, want, |b| f(b, &x, axes, keep));
+        }
+        r.raw(name, raw);
+        r.done();
     }
 }
 
 // ---------------------------------------------------------------- slicing
 
 #[test]
-fn slice_by_size_good() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[4, 6, 8]));
-    // begin [1,2,0] size [2,-1,8] → [2, 6-2, 8]
-    let y = good(b.slice_by_size(&x, &[1, 2, 0], &[2, -1, 8]), t(Fp16, &[2, 4, 8]));
-    let z = good(b.slice_by_size(&x, &[3, 0, 7], &[1, 6, 1]), t(Fp16, &[1, 6, 1]));
-    // A runtime begin: only the fixed sizes are known.
-    let rb = b.input("rb", t(Int32, &[3]));
-    let sz = b.ints(&[2, -1, 8]);
-    let w = good(
-        b.op(
-            "slice_by_size",
-            &[("begin", v(&rb)), ("size", v(&sz)), ("x", v(&x))],
-            None,
-        )
-        .map(|mut r| r.remove(0)),
-        tu(Fp16, &[Some(2), None, Some(8)]),
-    );
-    // A runtime size: nothing is known but the rank.
-    let rs = b.input("rs", t(Int32, &[3]));
-    let bg = b.ints(&[0, 0, 0]);
-    let u = good(
-        b.op(
-            "slice_by_size",
-            &[("begin", v(&bg)), ("size", v(&rs)), ("x", v(&x))],
-            None,
-        )
-        .map(|mut r| r.remove(0)),
-        tu(Fp16, &[None, None, None]),
-    );
-    check_valid(b, &[&y, &z, &w, &u]);
+fn slice_by_size() {
+    let mut r = Run::new();
+    let rows: Rows<(&[i64], &[i64])> = &[
+        // begin [1,2,0] size [2,-1,8] → [2, 6-2, 8]
+        ((&[1, 2, 0], &[2, -1, 8]), "fp16[2,4,8]"),
+        ((&[3, 0, 7], &[1, 6, 1]), "fp16[1,6,1]"),
+        ((&[0, 0], &[1, 1, 1]), "!begin"),
+        ((&[0, 0, 0], &[1, 1]), "!size"),
+        // 2 + 3 > 4 on axis 0.
+        ((&[2, 0, 0], &[3, 1, 1]), "!size: axis 0"),
+        ((&[-1, 0, 0], &[1, 1, 1]), "!begin"),
+        ((&[0, 0, 0], &[1, -2, 1]), "!size"),
+        // begin past the end with size -1.
+        ((&[5, 0, 0], &[-1, 1, 1]), "!begin"),
+    ];
+    let x = r.input("fp16[4,6,8]");
+    for &(c @ (begin, size), want) in rows {
+        r.check("slice_by_size", c, want, |b| b.slice_by_size(&x, begin, size));
+    }
+    let (x, i3) = (("x", input("fp16[4,6,8]")), input("int32[3]"));
+    let f3 = A::Const(Literal::floats(Fp32, &[3], &[0.0, 0.0, 0.0]));
+    #[rustfmt::skip]
+    let raw: Raw = &[
+        // A runtime begin: only the fixed sizes are known.
+        (&[("begin", i3.clone()), ("size", ints(&[2, -1, 8])), x.clone()], "fp16[2,?,8]"),
+        // A runtime size: nothing is known but the rank.
+        (&[("begin", ints(&[0, 0, 0])), ("size", i3), x.clone()], "fp16[?,?,?]"),
+        (&[("begin", f3), ("size", ints(&[1, 1, 1])), x], "!begin"),
+    ];
+    r.raw("slice_by_size", raw);
+    r.done();
+}
+
+/// A `slice_by_index` mask spelled `tf…`; `""` for none given.
+fn mask(m: &str) -> Option<Vec<bool>> {
+    (!m.is_empty()).then(|| m.chars().map(|c| c == 't').collect())
 }
 
 #[test]
-fn slice_by_size_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[4, 6, 8]));
-    bad(b.slice_by_size(&x, &[0, 0], &[1, 1, 1]), "slice_by_size", "begin");
-    bad(b.slice_by_size(&x, &[0, 0, 0], &[1, 1]), "slice_by_size", "size");
-    // 2 + 3 > 4 on axis 0.
-    let e = bad(
-        b.slice_by_size(&x, &[2, 0, 0], &[3, 1, 1]),
-        "slice_by_size",
-        "size",
-    );
-    assert!(e.msg.contains("axis 0"), "{e}");
-    bad(
-        b.slice_by_size(&x, &[-1, 0, 0], &[1, 1, 1]),
-        "slice_by_size",
-        "begin",
-    );
-    bad(
-        b.slice_by_size(&x, &[0, 0, 0], &[1, -2, 1]),
-        "slice_by_size",
-        "size",
-    );
-    // begin past the end with size -1.
-    bad(
-        b.slice_by_size(&x, &[5, 0, 0], &[-1, 1, 1]),
-        "slice_by_size",
-        "begin",
-    );
-    let f = b.constant(Literal::floats(Fp32, &[3], &[0.0, 0.0, 0.0]));
-    let s = b.ints(&[1, 1, 1]);
-    bad(
-        b.op(
-            "slice_by_size",
-            &[("begin", v(&f)), ("size", v(&s)), ("x", v(&x))],
-            None,
+fn slice_by_index() {
+    let mut r = Run::new();
+    // (x, begin, end, stride ([] for none), begin_mask, end_mask, squeeze_mask)
+    type S = &'static str;
+    type I = &'static [i64];
+    type Args = (S, I, I, I, S, S, S);
+    #[rustfmt::skip]
+    let rows: Rows<Args> = &[
+        // axis 0: [1, 7) step 2 → 1, 3, 5
+        (("fp16[10,4,6]", &[1, 0, 0], &[7, 4, 6], &[2, 1, 1], "", "", ""), "fp16[3,4,6]"),
+        // Negative indices: [-3, -1) of 6 → 3, 4; end beyond the extent clamps: [2, 100) of 4 → 2.
+        (("fp16[10,4,6]", &[0, 2, -3], &[10, 100, -1], &[], "", "", ""), "fp16[10,2,2]"),
+        // Axis 0 reversed with both masks: x[::-1] → 10. Axis 2: x[8:2:-3] over 6 clamps begin to 5
+        // and takes 5 only (2 is the excluded end) → 1.
+        (("fp16[10,4,6]", &[0, 0, 8], &[0, 4, 2], &[-1, 1, -3], "tff", "tff", ""), "fp16[10,4,1]"),
+        // Squeeze axis 0 (selects exactly 1): x[3:4, 1:3, :] with the end mask on axis 2.
+        (("fp16[10,4,6]", &[3, 1, 0], &[4, 3, 0], &[], "", "fft", "tff"), "fp16[2,6]"),
+        // An empty selection is a zero extent.
+        (("fp16[10,4,6]", &[5, 0, 0], &[5, 4, 6], &[], "", "", ""), "fp16[0,4,6]"),
+        (("fp16[10,4]", &[0, 0], &[1, 1], &[0, 1], "", "", ""), "!stride: axis 0"),
+        (("fp16[10,4]", &[0], &[1, 1], &[], "", "", ""), "!begin"),
+        (("fp16[10,4]", &[0, 0], &[1, 1, 1], &[], "", "", ""), "!end"),
+        (("fp16[10,4]", &[0, 0], &[1, 1], &[1, 1, 1], "", "", ""), "!stride"),
+        (("fp16[10,4]", &[0, 0], &[3, 1], &[], "", "", "tf"), "!squeeze_mask"),
+        (("fp16[10,4]", &[0, 0], &[1, 1], &[], "t", "", ""), "!begin_mask"),
+        (("fp16[10,4]", &[0, 0], &[1, 1], &[], "", "ttt", ""), "!end_mask"),
+    ];
+    for &(c @ (x, begin, end, stride, bm, em, sm), want) in rows {
+        let x = r.input(x);
+        let stride = (!stride.is_empty()).then_some(stride);
+        let (bm, em, sm) = (mask(bm), mask(em), mask(sm));
+        let (bm, em, sm) = (bm.as_deref(), em.as_deref(), sm.as_deref());
+        r.check("slice_by_index", c, want, |b| {
+            b.slice_by_index(&x, begin, end, stride, bm, em, sm)
+        });
+    }
+    let (i3, tff) = (input("int32[3]"), A::Const(Literal::bools(&[true, false, false])));
+    #[rustfmt::skip]
+    let raw: Raw = &[
+        // Runtime begin/end: full masks with stride 1 still give the extent, the rest is unknown.
+        (
+            &[("begin", i3.clone()), ("begin_mask", tff.clone()), ("end", i3), ("end_mask", tff), ("x", input("fp16[10,4,6]"))],
+            "fp16[10,?,?]",
         ),
-        "slice_by_size",
-        "begin",
-    );
-}
-
-#[test]
-fn slice_by_index_good() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[10, 4, 6]));
-    // axis 0: [1, 7) step 2 → 1, 3, 5
-    let a = good(
-        b.slice_by_index(&x, &[1, 0, 0], &[7, 4, 6], Some(&[2, 1, 1]), None, None, None),
-        t(Fp16, &[3, 4, 6]),
-    );
-    // Negative indices: [-3, -1) of 6 → 3, 4; end beyond the extent clamps: [2, 100) of 4 → 2.
-    let c = good(
-        b.slice_by_index(&x, &[0, 2, -3], &[10, 100, -1], None, None, None, None),
-        t(Fp16, &[10, 2, 2]),
-    );
-    // Axis 0 reversed with both masks: x[::-1] → 10. Axis 2: x[8:2:-3] over 6 clamps begin to 5
-    // and takes 5 only (2 is the excluded end) → 1.
-    let r = good(
-        b.slice_by_index(
-            &x,
-            &[0, 0, 8],
-            &[0, 4, 2],
-            Some(&[-1, 1, -3]),
-            Some(&[true, false, false]),
-            Some(&[true, false, false]),
-            None,
-        ),
-        t(Fp16, &[10, 4, 1]),
-    );
-    // Squeeze axis 0 (selects exactly 1): x[3:4, 1:3, :] with the end mask on axis 2.
-    let s = good(
-        b.slice_by_index(
-            &x,
-            &[3, 1, 0],
-            &[4, 3, 0],
-            None,
-            None,
-            Some(&[false, false, true]),
-            Some(&[true, false, false]),
-        ),
-        t(Fp16, &[2, 6]),
-    );
-    // An empty selection is a zero extent.
-    let z = good(
-        b.slice_by_index(&x, &[5, 0, 0], &[5, 4, 6], None, None, None, None),
-        t(Fp16, &[0, 4, 6]),
-    );
-    // Runtime begin/end: full masks with stride 1 still give the extent, the rest is unknown.
-    let rb = b.input("rb", t(Int32, &[3]));
-    let re = b.input("re", t(Int32, &[3]));
-    let bm = b.constant(Literal::bools(&[true, false, false]));
-    let em = b.constant(Literal::bools(&[true, false, false]));
-    let u = good(
-        b.op(
-            "slice_by_index",
-            &[
-                ("begin", v(&rb)),
-                ("begin_mask", v(&bm)),
-                ("end", v(&re)),
-                ("end_mask", v(&em)),
-                ("x", v(&x)),
-            ],
-            None,
-        )
-        .map(|mut r| r.remove(0)),
-        tu(Fp16, &[Some(10), None, None]),
-    );
-    check_valid(b, &[&a, &c, &r, &s, &z, &u]);
-}
-
-#[test]
-fn slice_by_index_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[10, 4]));
-    let e = bad(
-        b.slice_by_index(&x, &[0, 0], &[1, 1], Some(&[0, 1]), None, None, None),
-        "slice_by_index",
-        "stride",
-    );
-    assert!(e.msg.contains("axis 0"), "{e}");
-    bad(
-        b.slice_by_index(&x, &[0], &[1, 1], None, None, None, None),
-        "slice_by_index",
-        "begin",
-    );
-    bad(
-        b.slice_by_index(&x, &[0, 0], &[1, 1, 1], None, None, None, None),
-        "slice_by_index",
-        "end",
-    );
-    bad(
-        b.slice_by_index(&x, &[0, 0], &[1, 1], Some(&[1, 1, 1]), None, None, None),
-        "slice_by_index",
-        "stride",
-    );
-    bad(
-        b.slice_by_index(&x, &[0, 0], &[3, 1], None, None, None, Some(&[true, false])),
-        "slice_by_index",
-        "squeeze_mask",
-    );
-    bad(
-        b.slice_by_index(&x, &[0, 0], &[1, 1], None, Some(&[true]), None, None),
-        "slice_by_index",
-        "begin_mask",
-    );
-    bad(
-        b.slice_by_index(&x, &[0, 0], &[1, 1], None, None, Some(&[true, true, true]), None),
-        "slice_by_index",
-        "end_mask",
-    );
-    let bg = b.ints(&[0, 0]);
-    bad(
-        b.op("slice_by_index", &[("begin", v(&bg)), ("x", v(&x))], None),
-        "slice_by_index",
-        "end",
-    );
+        (&[("begin", ints(&[0, 0])), ("x", input("fp16[10,4]"))], "!end"),
+    ];
+    r.raw("slice_by_index", raw);
+    r.done();
 }
 
 // ---------------------------------------------------------------- shape ops
 
+/// reshape, transpose, expand_dims and squeeze: a tensor and a list of ints.
 #[test]
-fn reshape_good_and_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[2, 3, 4]));
-    let outs = [
-        good(b.reshape(&x, &[6, -1]), t(Fp16, &[6, 4])),
-        good(b.reshape(&x, &[0, 12]), t(Fp16, &[2, 12])),
-        good(b.reshape(&x, &[24]), t(Fp16, &[24])),
-        good(b.reshape(&x, &[1, 1, 2, 3, 4]), t(Fp16, &[1, 1, 2, 3, 4])),
-        good(b.reshape(&x, &[-1, 2, 2]), t(Fp16, &[6, 2, 2])),
+fn shape_ops() {
+    type L = fn(&mut FunctionBuilder, &Var, &[i64]) -> Result<Var, InferError>;
+    let ops: [(&str, L); 4] = [
+        ("reshape", FunctionBuilder::reshape),
+        ("transpose", FunctionBuilder::transpose),
+        ("expand_dims", FunctionBuilder::expand_dims),
+        ("squeeze", FunctionBuilder::squeeze),
     ];
-    // A runtime shape of known length: rank known, extents not.
-    let rs = b.input("rs", t(Int32, &[3]));
-    let u = good(
-        b.op("reshape", &[("shape", v(&rs)), ("x", v(&x))], None)
-            .map(|mut r| r.remove(0)),
-        tu(Fp16, &[None, None, None]),
-    );
-    // An unknown input extent: -1 stays unknown.
-    let q = b.input("q", tu(Fp16, &[None, Some(4)]));
-    let qq = good(b.reshape(&q, &[-1, 2]), tu(Fp16, &[None, Some(2)]));
-    bad(b.reshape(&x, &[5, -1]), "reshape", "shape");
-    bad(b.reshape(&x, &[-1, -1]), "reshape", "shape");
-    bad(b.reshape(&x, &[2, 3, 5]), "reshape", "shape");
-    bad(b.reshape(&x, &[-2, 12]), "reshape", "shape");
-    bad(b.reshape(&x, &[0, 0, 0, 0]), "reshape", "shape");
-    let rq = b.input("rq", tu(Int32, &[None]));
-    bad(
-        b.op("reshape", &[("shape", v(&rq)), ("x", v(&x))], None),
-        "reshape",
-        "shape",
-    );
-    let mut refs: Vec<&Var> = outs.iter().collect();
-    refs.extend([&u, &qq]);
-    check_valid(b, &refs);
-}
-
-#[test]
-fn transpose_good_and_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[2, 3, 4]));
-    let a = good(b.transpose(&x, &[2, 0, 1]), t(Fp16, &[4, 2, 3]));
-    let c = good(b.transpose(&x, &[-1, 0, 1]), t(Fp16, &[4, 2, 3]));
-    let d = good(b.transpose(&x, &[0, 1, 2]), t(Fp16, &[2, 3, 4]));
-    let y = b.input("y", t(Fp16, &[1, 8, 16, 32]));
-    let e = good(b.transpose(&y, &[0, 1, 3, 2]), t(Fp16, &[1, 8, 32, 16]));
-    bad(b.transpose(&x, &[0, 1]), "transpose", "perm");
-    bad(b.transpose(&x, &[0, 0, 1]), "transpose", "perm");
-    bad(b.transpose(&x, &[0, 1, 3]), "transpose", "perm");
-    bad(b.transpose(&x, &[0, 1, 2, 3]), "transpose", "perm");
-    let rp = b.input("rp", t(Int32, &[3]));
-    bad(
-        b.op("transpose", &[("perm", v(&rp)), ("x", v(&x))], None),
-        "transpose",
-        "perm",
-    );
-    check_valid(b, &[&a, &c, &d, &e]);
-}
-
-#[test]
-fn concat_good_and_bad() {
-    let mut b = fb();
-    let p = b.input("p", t(Fp16, &[2, 3]));
-    let q = b.input("q", t(Fp16, &[2, 5]));
-    let r1 = b.input("r1", t(Fp16, &[1, 4]));
-    let r2 = b.input("r2", t(Fp16, &[2, 4]));
-    let r3 = b.input("r3", t(Fp16, &[3, 4]));
-    let u = b.input("u", tu(Fp16, &[None, Some(3)]));
-    let outs = [
-        good(b.concat(&[&p, &q], 1), t(Fp16, &[2, 8])),
-        good(b.concat(&[&p, &q], -1), t(Fp16, &[2, 8])),
-        good(b.concat(&[&r1, &r2, &r3], 0), t(Fp16, &[6, 4])),
-        good(b.concat(&[&p], 0), t(Fp16, &[2, 3])),
-        // An unknown extent off the axis is filled from the other item; on the axis it is unknown.
-        good(b.concat(&[&u, &p], 1), t(Fp16, &[2, 6])),
-        good(b.concat(&[&u, &p], 0), tu(Fp16, &[None, Some(3)])),
+    let rows: &[(&str, &str, &[i64], &str)] = &[
+        ("reshape", "fp16[2,3,4]", &[6, -1], "fp16[6,4]"),
+        ("reshape", "fp16[2,3,4]", &[0, 12], "fp16[2,12]"),
+        ("reshape", "fp16[2,3,4]", &[24], "fp16[24]"),
+        ("reshape", "fp16[2,3,4]", &[1, 1, 2, 3, 4], "fp16[1,1,2,3,4]"),
+        ("reshape", "fp16[2,3,4]", &[-1, 2, 2], "fp16[6,2,2]"),
+        // An unknown input extent: -1 stays unknown.
+        ("reshape", "fp16[?,4]", &[-1, 2], "fp16[?,2]"),
+        ("reshape", "fp16[2,3,4]", &[5, -1], "!shape"),
+        ("reshape", "fp16[2,3,4]", &[-1, -1], "!shape"),
+        ("reshape", "fp16[2,3,4]", &[2, 3, 5], "!shape"),
+        ("reshape", "fp16[2,3,4]", &[-2, 12], "!shape"),
+        ("reshape", "fp16[2,3,4]", &[0, 0, 0, 0], "!shape"),
+        ("transpose", "fp16[2,3,4]", &[2, 0, 1], "fp16[4,2,3]"),
+        ("transpose", "fp16[2,3,4]", &[-1, 0, 1], "fp16[4,2,3]"),
+        ("transpose", "fp16[2,3,4]", &[0, 1, 2], "fp16[2,3,4]"),
+        ("transpose", "fp16[1,8,16,32]", &[0, 1, 3, 2], "fp16[1,8,32,16]"),
+        ("transpose", "fp16[2,3,4]", &[0, 1], "!perm"),
+        ("transpose", "fp16[2,3,4]", &[0, 0, 1], "!perm"),
+        ("transpose", "fp16[2,3,4]", &[0, 1, 3], "!perm"),
+        ("transpose", "fp16[2,3,4]", &[0, 1, 2, 3], "!perm"),
+        ("expand_dims", "fp16[2,3]", &[0], "fp16[1,2,3]"),
+        ("expand_dims", "fp16[2,3]", &[-1], "fp16[2,3,1]"),
+        ("expand_dims", "fp16[2,3]", &[0, 3], "fp16[1,2,3,1]"),
+        ("expand_dims", "fp16[2,3]", &[1, 2], "fp16[2,1,1,3]"),
+        ("expand_dims", "fp16[2,3]", &[-4, -1], "fp16[1,2,3,1]"),
+        ("expand_dims", "fp16[2,3]", &[4], "!axes"),
+        ("expand_dims", "fp16[2,3]", &[0, 0], "!axes"),
+        ("expand_dims", "fp16[2,3]", &[-5], "!axes"),
+        ("squeeze", "fp16[1,3,1,4]", &[0], "fp16[3,1,4]"),
+        ("squeeze", "fp16[1,3,1,4]", &[0, 2], "fp16[3,4]"),
+        ("squeeze", "fp16[1,3,1,4]", &[-2], "fp16[1,3,4]"),
+        ("squeeze", "fp16[1,3,1,4]", &[1], "!axes: extent 3"),
+        ("squeeze", "fp16[1,3,1,4]", &[4], "!axes"),
+        ("squeeze", "fp16[1,3,1,4]", &[0, -4], "!axes"),
     ];
-    let h32 = b.input("h32", t(Fp32, &[2, 3]));
-    bad(b.concat(&[&p, &h32], 1), "concat", "values");
-    let r3d = b.input("r3d", t(Fp16, &[2, 3, 1]));
-    bad(b.concat(&[&p, &r3d], 1), "concat", "values");
-    bad(b.concat(&[&p, &q], 0), "concat", "values");
-    bad(b.concat(&[&p, &q], 2), "concat", "axis");
-    bad(b.concat(&[], 0), "concat", "values");
-    let ax = b.int(1);
-    let yes = b.bool(true);
-    bad(
-        b.op(
-            "concat",
-            &[
-                ("axis", v(&ax)),
-                ("interleave", v(&yes)),
-                ("values", Value::Tuple(vec![v(&p), v(&q)])),
-            ],
-            None,
-        ),
-        "concat",
-        "values",
-    );
-    bad(
-        b.op("concat", &[("values", Value::Tuple(vec![v(&p)]))], None),
-        "concat",
-        "axis",
-    );
-    let refs: Vec<&Var> = outs.iter().collect();
-    check_valid(b, &refs);
-}
-
-#[test]
-fn split_good_and_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[6, 4]));
-    let parts = b.split(&x, 3, 0).unwrap();
-    assert_eq!(parts.len(), 3);
-    for p in &parts {
-        assert_eq!(p.ty, t(Fp16, &[2, 4]));
+    let mut r = Run::new();
+    for &(op, x, list, want) in rows {
+        let f = ops.iter().find(|o| o.0 == op).unwrap().1;
+        let xv = r.input(x);
+        r.check(op, (x, list), want, |b| f(b, &xv, list));
     }
-    let sized = b.split_sizes(&x, &[1, 3], 1).unwrap();
-    assert_eq!(
-        sized.iter().map(|p| p.ty.clone()).collect::<Vec<_>>(),
-        vec![t(Fp16, &[6, 1]), t(Fp16, &[6, 3])]
-    );
-    let neg = b.split(&x, 2, -1).unwrap();
-    assert_eq!(neg[1].ty, t(Fp16, &[6, 2]));
-    let u = b.input("u", tu(Fp16, &[None, Some(4)]));
-    let uparts = b.split(&u, 2, 0).unwrap();
-    assert_eq!(uparts[0].ty, tu(Fp16, &[None, Some(4)]));
-    let e = bad(b.split(&x, 4, 0), "split", "num_splits");
-    assert!(e.msg.contains("divide"), "{e}");
-    bad(b.split(&x, 0, 0), "split", "num_splits");
-    bad(b.split_sizes(&x, &[1, 2], 1), "split", "split_sizes");
-    bad(b.split_sizes(&x, &[-1, 5], 1), "split", "split_sizes");
-    bad(b.split(&x, 2, 2), "split", "axis");
-    let ax = b.int(0);
-    let n = b.int(2);
-    let sz = b.ints(&[3, 3]);
-    bad(
-        b.op(
-            "split",
-            &[
-                ("axis", v(&ax)),
-                ("num_splits", v(&n)),
-                ("split_sizes", v(&sz)),
-                ("x", v(&x)),
-            ],
-            None,
-        ),
-        "split",
-        "num_splits",
-    );
-    bad(
-        b.op("split", &[("axis", v(&ax)), ("x", v(&x))], None),
-        "split",
-        "num_splits",
-    );
-    let mut refs: Vec<&Var> = parts.iter().collect();
-    refs.extend(sized.iter());
-    refs.extend(neg.iter());
-    refs.extend(uparts.iter());
-    check_valid(b, &refs);
+    let x = ("x", input("fp16[2,3,4]"));
+    #[rustfmt::skip]
+    let raw: &[(&str, Raw)] = &[
+        // A runtime shape of known length: rank known, extents not.
+        ("reshape", &[(&[("shape", input("int32[3]")), x.clone()], "fp16[?,?,?]")]),
+        ("reshape", &[(&[("shape", input("int32[?]")), x.clone()], "!shape")]),
+        ("transpose", &[(&[("perm", input("int32[3]")), x.clone()], "!perm")]),
+        ("expand_dims", &[(&[x], "!axes")]),
+        ("squeeze", &[(&[("x", input("fp16[1,3,1,4]"))], "fp16[3,4]")]),
+    ];
+    for &(op, rows) in raw {
+        r.raw(op, rows);
+    }
+    r.done();
 }
 
 #[test]
-fn expand_dims_and_squeeze() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[2, 3]));
-    let outs = [
-        good(b.expand_dims(&x, &[0]), t(Fp16, &[1, 2, 3])),
-        good(b.expand_dims(&x, &[-1]), t(Fp16, &[2, 3, 1])),
-        good(b.expand_dims(&x, &[0, 3]), t(Fp16, &[1, 2, 3, 1])),
-        good(b.expand_dims(&x, &[1, 2]), t(Fp16, &[2, 1, 1, 3])),
-        good(b.expand_dims(&x, &[-4, -1]), t(Fp16, &[1, 2, 3, 1])),
+fn concat() {
+    let mut r = Run::new();
+    let rows: Rows<(&[&str], i64)> = &[
+        ((&["fp16[2,3]", "fp16[2,5]"], 1), "fp16[2,8]"),
+        ((&["fp16[2,3]", "fp16[2,5]"], -1), "fp16[2,8]"),
+        ((&["fp16[1,4]", "fp16[2,4]", "fp16[3,4]"], 0), "fp16[6,4]"),
+        ((&["fp16[2,3]"], 0), "fp16[2,3]"),
+        // An unknown extent off the axis is filled from the other item; on the axis it is unknown.
+        ((&["fp16[?,3]", "fp16[2,3]"], 1), "fp16[2,6]"),
+        ((&["fp16[?,3]", "fp16[2,3]"], 0), "fp16[?,3]"),
+        ((&["fp16[2,3]", "fp32[2,3]"], 1), "!values"),
+        ((&["fp16[2,3]", "fp16[2,3,1]"], 1), "!values"),
+        ((&["fp16[2,3]", "fp16[2,5]"], 0), "!values"),
+        ((&["fp16[2,3]", "fp16[2,5]"], 2), "!axis"),
+        ((&[], 0), "!values"),
     ];
-    bad(b.expand_dims(&x, &[4]), "expand_dims", "axes");
-    bad(b.expand_dims(&x, &[0, 0]), "expand_dims", "axes");
-    bad(b.expand_dims(&x, &[-5]), "expand_dims", "axes");
-    bad(b.op("expand_dims", &[("x", v(&x))], None), "expand_dims", "axes");
+    for &(c @ (items, axis), want) in rows {
+        let items: Vec<Var> = items.iter().map(|s| r.input(s)).collect();
+        r.check("concat", c, want, |b| {
+            b.concat(&items.iter().collect::<Vec<_>>(), axis)
+        });
+    }
+    let p = A::Inputs(&["fp16[2,3]", "fp16[2,5]"]);
+    #[rustfmt::skip]
+    let raw: Raw = &[
+        (&[("axis", int(1)), ("interleave", flag(true)), ("values", p)], "!values"),
+        (&[("values", A::Inputs(&["fp16[2,3]"]))], "!axis"),
+    ];
+    r.raw("concat", raw);
+    r.done();
+}
 
-    let y = b.input("y", t(Fp16, &[1, 3, 1, 4]));
-    let sq = [
-        good(b.squeeze(&y, &[0]), t(Fp16, &[3, 1, 4])),
-        good(b.squeeze(&y, &[0, 2]), t(Fp16, &[3, 4])),
-        good(b.squeeze(&y, &[-2]), t(Fp16, &[1, 3, 4])),
-        good(
-            b.op("squeeze", &[("x", v(&y))], None).map(|mut r| r.remove(0)),
-            t(Fp16, &[3, 4]),
-        ),
+#[test]
+fn split() {
+    let mut r = Run::new();
+    let rows = [
+        (("fp16[6,4]", 3, 0), "fp16[2,4] fp16[2,4] fp16[2,4]"),
+        (("fp16[6,4]", 2, -1), "fp16[6,2] fp16[6,2]"),
+        (("fp16[?,4]", 2, 0), "fp16[?,4] fp16[?,4]"),
+        (("fp16[6,4]", 4, 0), "!num_splits: divide"),
+        (("fp16[6,4]", 0, 0), "!num_splits"),
+        (("fp16[6,4]", 2, 2), "!axis"),
     ];
-    let e = bad(b.squeeze(&y, &[1]), "squeeze", "axes");
-    assert!(e.msg.contains("extent 3"), "{e}");
-    bad(b.squeeze(&y, &[4]), "squeeze", "axes");
-    bad(b.squeeze(&y, &[0, -4]), "squeeze", "axes");
-    let mut refs: Vec<&Var> = outs.iter().collect();
-    refs.extend(sq.iter());
-    check_valid(b, &refs);
+    for (c @ (x, n, axis), want) in rows {
+        let x = r.input(x);
+        r.check("split", c, want, |b| b.split(&x, n, axis));
+    }
+    let rows: Rows<(&str, &[i64], i64)> = &[
+        (("fp16[6,4]", &[1, 3], 1), "fp16[6,1] fp16[6,3]"),
+        (("fp16[6,4]", &[1, 2], 1), "!split_sizes"),
+        (("fp16[6,4]", &[-1, 5], 1), "!split_sizes"),
+        // An empty split would print as text that does not parse.
+        (("fp16[0,2]", &[], 0), "!split_sizes"),
+    ];
+    for &(c @ (x, sizes, axis), want) in rows {
+        let x = r.input(x);
+        r.check("split", c, want, |b| b.split_sizes(&x, sizes, axis));
+    }
+    let x = ("x", input("fp16[6,4]"));
+    #[rustfmt::skip]
+    let raw: Raw = &[
+        (&[("axis", int(0)), ("num_splits", int(2)), ("split_sizes", ints(&[3, 3])), x.clone()], "!num_splits"),
+        (&[("axis", int(0)), x.clone()], "!num_splits"),
+    ];
+    r.raw("split", raw);
+    r.done();
 }
 
 // ---------------------------------------------------------------- normalisation, linear
 
 #[test]
-fn layer_norm_good_and_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[2, 5, 8]));
-    let g = b.input("g", t(Fp16, &[8]));
-    let be = b.input("be", t(Fp16, &[8]));
-    let g2 = b.input("g2", t(Fp16, &[5, 8]));
-    let a = good(
-        b.layer_norm(&x, &[-1], Some(&g), Some(&be), 1e-5),
-        t(Fp16, &[2, 5, 8]),
-    );
-    let c = good(
-        b.layer_norm(&x, &[1, 2], Some(&g2), None, 1e-5),
-        t(Fp16, &[2, 5, 8]),
-    );
-    let d = good(b.layer_norm(&x, &[0], None, None, 1e-5), t(Fp16, &[2, 5, 8]));
-    bad(
-        b.layer_norm(&x, &[-1], Some(&g2), None, 1e-5),
-        "layer_norm",
-        "gamma",
-    );
-    let b32 = b.input("b32", t(Fp32, &[8]));
-    bad(
-        b.layer_norm(&x, &[-1], None, Some(&b32), 1e-5),
-        "layer_norm",
-        "beta",
-    );
-    bad(b.layer_norm(&x, &[3], None, None, 1e-5), "layer_norm", "axes");
-    let i = b.input("i", t(Int32, &[2, 8]));
-    bad(b.layer_norm(&i, &[-1], None, None, 1e-5), "layer_norm", "x");
-    let k = b.input("k", t(Bool, &[2, 8]));
-    bad(b.layer_norm(&k, &[-1], None, None, 1e-5), "layer_norm", "x");
-    let ev = b.constant(Literal::floats(Fp16, &[2], &[1e-5, 1e-5]));
-    bad(
-        b.op("layer_norm", &[("epsilon", v(&ev)), ("x", v(&x))], None),
-        "layer_norm",
-        "epsilon",
-    );
-    check_valid(b, &[&a, &c, &d]);
-}
-
-#[test]
-fn linear_good_and_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[3, 4, 16]));
-    let w = b.input("w", t(Fp16, &[32, 16]));
-    let bias = b.input("bias", t(Fp16, &[32]));
-    let a = good(b.linear(&x, &w, Some(&bias)), t(Fp16, &[3, 4, 32]));
-    let v1 = b.input("v1", t(Fp16, &[16]));
-    let c = good(b.linear(&v1, &w, None), t(Fp16, &[32]));
-    let w15 = b.input("w15", t(Fp16, &[32, 15]));
-    let e = bad(b.linear(&x, &w15, None), "linear", "weight");
-    assert!(e.msg.contains("15"), "{e}");
-    let b16 = b.input("b16", t(Fp16, &[16]));
-    bad(b.linear(&x, &w, Some(&b16)), "linear", "bias");
-    let w3 = b.input("w3", t(Fp16, &[1, 32, 16]));
-    bad(b.linear(&x, &w3, None), "linear", "weight");
-    let w32 = b.input("w32", t(Fp32, &[32, 16]));
-    bad(b.linear(&x, &w32, None), "linear", "weight");
-    let s = b.input("s", Type::scalar(Fp16));
-    bad(b.linear(&s, &w, None), "linear", "x");
-    check_valid(b, &[&a, &c]);
-}
-
-#[test]
-fn matmul_good() {
-    let mut b = fb();
-    let i = |b: &mut FunctionBuilder, n: &str, s: &[usize]| b.input(n, t(Fp16, s));
-    let x23 = i(&mut b, "x23", &[2, 3]);
-    let y34 = i(&mut b, "y34", &[3, 4]);
-    let x32 = i(&mut b, "x32", &[3, 2]);
-    let y43 = i(&mut b, "y43", &[4, 3]);
-    let q = i(&mut b, "q", &[1, 12, 64, 32]);
-    let k = i(&mut b, "k", &[1, 12, 32, 64]);
-    let bx = i(&mut b, "bx", &[5, 1, 2, 3]);
-    let by = i(&mut b, "by", &[4, 3, 7]);
-    let v3 = i(&mut b, "v3", &[3]);
-    let y634 = i(&mut b, "y634", &[6, 3, 4]);
-    let x523 = i(&mut b, "x523", &[5, 2, 3]);
-    let outs = vec![
-        good(b.matmul(&x23, &y34, false, false), t(Fp16, &[2, 4])),
-        good(b.matmul(&x32, &y34, true, false), t(Fp16, &[2, 4])),
-        good(b.matmul(&x23, &y43, false, true), t(Fp16, &[2, 4])),
-        good(b.matmul(&x32, &y43, true, true), t(Fp16, &[2, 4])),
-        good(b.matmul(&q, &k, false, false), t(Fp16, &[1, 12, 64, 64])),
-        // Q·Kᵀ with K stored [1,12,64,32]: transpose_y.
-        good(b.matmul(&q, &q, false, true), t(Fp16, &[1, 12, 64, 64])),
-        // Batch dims [5,1] and [4] broadcast to [5,4].
-        good(b.matmul(&bx, &by, false, false), t(Fp16, &[5, 4, 2, 7])),
-        // Rank-1 x: [3]·[3,4] → [4]; [3]·[6,3,4] → [6,4].
-        good(b.matmul(&v3, &y34, false, false), t(Fp16, &[4])),
-        good(b.matmul(&v3, &y634, false, false), t(Fp16, &[6, 4])),
-        // Rank-1 y: [2,3]·[3] → [2]; [5,2,3]·[3] → [5,2].
-        good(b.matmul(&x23, &v3, false, false), t(Fp16, &[2])),
-        good(b.matmul(&x523, &v3, false, false), t(Fp16, &[5, 2])),
-        // Two vectors: a scalar.
-        good(b.matmul(&v3, &v3, false, false), Type::scalar(Fp16)),
-        // Transpose flags have no effect on a rank-1 operand (coremltools' documented rule).
-        good(b.matmul(&x23, &v3, false, true), t(Fp16, &[2])),
+fn layer_norm() {
+    let mut r = Run::new();
+    // (x, axes, gamma, beta), "" for no gamma or beta
+    let rows: Rows<(&str, &[i64], &str, &str)> = &[
+        (("fp16[2,5,8]", &[-1], "fp16[8]", "fp16[8]"), "fp16[2,5,8]"),
+        (("fp16[2,5,8]", &[1, 2], "fp16[5,8]", ""), "fp16[2,5,8]"),
+        (("fp16[2,5,8]", &[0], "", ""), "fp16[2,5,8]"),
+        (("fp16[2,5,8]", &[-1], "fp16[5,8]", ""), "!gamma"),
+        (("fp16[2,5,8]", &[-1], "", "fp32[8]"), "!beta"),
+        (("fp16[2,5,8]", &[3], "", ""), "!axes"),
+        (("int32[2,8]", &[-1], "", ""), "!x"),
+        (("bool[2,8]", &[-1], "", ""), "!x"),
     ];
-    let u = b.input("u", tu(Fp16, &[None, Some(3)]));
-    let uu = good(b.matmul(&u, &y34, false, false), tu(Fp16, &[None, Some(4)]));
-    let refs: Vec<&Var> = outs.iter().chain([&uu]).collect();
-    check_valid(b, &refs);
+    for &(c @ (x, axes, g, be), want) in rows {
+        let (x, g, be) = (r.input(x), r.opt(g), r.opt(be));
+        r.check("layer_norm", c, want, |b| {
+            b.layer_norm(&x, axes, g.as_ref(), be.as_ref(), 1e-5)
+        });
+    }
+    let ev = A::Const(Literal::floats(Fp16, &[2], &[1e-5, 1e-5]));
+    r.raw(
+        "layer_norm",
+        &[(&[("epsilon", ev), ("x", input("fp16[2,5,8]"))], "!epsilon")],
+    );
+    r.done();
 }
 
 #[test]
-fn matmul_bad() {
-    let mut b = fb();
-    let x23 = b.input("x23", t(Fp16, &[2, 3]));
-    let y43 = b.input("y43", t(Fp16, &[4, 3]));
-    let e = bad(b.matmul(&x23, &y43, false, false), "matmul", "y");
-    assert!(e.msg.contains("inner dimensions"), "{e}");
-    bad(b.matmul(&x23, &y43, true, false), "matmul", "y");
-    let y32 = b.input("y32", t(Fp32, &[3, 4]));
-    bad(b.matmul(&x23, &y32, false, false), "matmul", "y");
-    let s = b.input("s", Type::scalar(Fp16));
-    bad(b.matmul(&s, &x23, false, false), "matmul", "x");
-    bad(b.matmul(&x23, &s, false, false), "matmul", "y");
-    // Batch dims [2] and [3] do not broadcast.
-    let bx = b.input("bx", t(Fp16, &[2, 2, 3]));
-    let by = b.input("by", t(Fp16, &[3, 3, 4]));
-    let e = bad(b.matmul(&bx, &by, false, false), "matmul", "y");
-    assert!(e.msg.contains("batch"), "{e}");
-    let one = b.int(1);
-    bad(
-        b.op(
-            "matmul",
-            &[("transpose_x", v(&one)), ("x", v(&x23)), ("y", v(&y43))],
-            None,
-        ),
-        "matmul",
-        "transpose_x",
-    );
-    let flag = b.input("flag", Type::scalar(Bool));
-    bad(
-        b.op(
-            "matmul",
-            &[("transpose_y", v(&flag)), ("x", v(&x23)), ("y", v(&y43))],
-            None,
-        ),
-        "matmul",
-        "transpose_y",
-    );
+fn linear() {
+    let mut r = Run::new();
+    // (x, weight, bias or "")
+    let rows = [
+        (("fp16[3,4,16]", "fp16[32,16]", "fp16[32]"), "fp16[3,4,32]"),
+        (("fp16[16]", "fp16[32,16]", ""), "fp16[32]"),
+        (("fp16[3,4,16]", "fp16[32,15]", ""), "!weight: 15"),
+        (("fp16[3,4,16]", "fp16[32,16]", "fp16[16]"), "!bias"),
+        (("fp16[3,4,16]", "fp16[1,32,16]", ""), "!weight"),
+        (("fp16[3,4,16]", "fp32[32,16]", ""), "!weight"),
+        (("fp16", "fp16[32,16]", ""), "!x"),
+    ];
+    for (c @ (x, w, bias), want) in rows {
+        let (x, w, bias) = (r.input(x), r.input(w), r.opt(bias));
+        r.check("linear", c, want, |b| b.linear(&x, &w, bias.as_ref()));
+    }
+    r.done();
+}
+
+#[test]
+fn matmul() {
+    let mut r = Run::new();
+    // (x, y, transpose_x, transpose_y)
+    #[rustfmt::skip]
+    let rows = [
+        (("fp16[2,3]", "fp16[3,4]", false, false), "fp16[2,4]"),
+        (("fp16[3,2]", "fp16[3,4]", true, false), "fp16[2,4]"),
+        (("fp16[2,3]", "fp16[4,3]", false, true), "fp16[2,4]"),
+        (("fp16[3,2]", "fp16[4,3]", true, true), "fp16[2,4]"),
+        (("fp16[1,12,64,32]", "fp16[1,12,32,64]", false, false), "fp16[1,12,64,64]"),
+        // Q·Kᵀ with K stored [1,12,64,32]: transpose_y.
+        (("fp16[1,12,64,32]", "fp16[1,12,64,32]", false, true), "fp16[1,12,64,64]"),
+        // Batch dims [5,1] and [4] broadcast to [5,4].
+        (("fp16[5,1,2,3]", "fp16[4,3,7]", false, false), "fp16[5,4,2,7]"),
+        // Rank-1 x: [3]·[3,4] → [4]; [3]·[6,3,4] → [6,4].
+        (("fp16[3]", "fp16[3,4]", false, false), "fp16[4]"),
+        (("fp16[3]", "fp16[6,3,4]", false, false), "fp16[6,4]"),
+        // Rank-1 y: [2,3]·[3] → [2]; [5,2,3]·[3] → [5,2].
+        (("fp16[2,3]", "fp16[3]", false, false), "fp16[2]"),
+        (("fp16[5,2,3]", "fp16[3]", false, false), "fp16[5,2]"),
+        // Two vectors: a scalar.
+        (("fp16[3]", "fp16[3]", false, false), "fp16"),
+        // Transpose flags have no effect on a rank-1 operand (coremltools' documented rule).
+        (("fp16[2,3]", "fp16[3]", false, true), "fp16[2]"),
+        (("fp16[?,3]", "fp16[3,4]", false, false), "fp16[?,4]"),
+        (("fp16[2,3]", "fp16[4,3]", false, false), "!y: inner dimensions"),
+        (("fp16[2,3]", "fp16[4,3]", true, false), "!y"),
+        (("fp16[2,3]", "fp32[3,4]", false, false), "!y"),
+        (("fp16", "fp16[2,3]", false, false), "!x"),
+        (("fp16[2,3]", "fp16", false, false), "!y"),
+        // Batch dims [2] and [3] do not broadcast.
+        (("fp16[2,2,3]", "fp16[3,3,4]", false, false), "!y: batch"),
+    ];
+    for (c @ (x, y, t_x, t_y), want) in rows {
+        let (x, y) = (r.input(x), r.input(y));
+        r.check("matmul", c, want, |b| b.matmul(&x, &y, t_x, t_y));
+    }
+    let xy = [("x", input("fp16[2,3]")), ("y", input("fp16[4,3]"))];
+    #[rustfmt::skip]
+    let raw: Raw = &[
+        (&[("transpose_x", int(1)), xy[0].clone(), xy[1].clone()], "!transpose_x"),
+        (&[("transpose_y", input("bool")), xy[0].clone(), xy[1].clone()], "!transpose_y"),
+    ];
+    r.raw("matmul", raw);
+    r.done();
 }
 
 // ---------------------------------------------------------------- conv
 
-fn conv_params(strides: &[i64], dil: &[i64], pad: &[i64], pad_type: &str, groups: i64) -> ConvParams {
+fn cp(strides: &[i64], dil: &[i64], pad: &[i64], pad_type: &str, groups: i64) -> ConvParams {
     ConvParams {
         strides: Some(strides.to_vec()),
         dilations: Some(dil.to_vec()),
@@ -1019,474 +819,193 @@ fn conv_params(strides: &[i64], dil: &[i64], pad: &[i64], pad_type: &str, groups
 }
 
 #[test]
-fn conv_good() {
-    let mut b = fb();
-    let mut outs = Vec::new();
-    let mut case = |b: &mut FunctionBuilder, x: &[usize], w: &[usize], p: ConvParams, want: &[usize]| {
-        let n = outs.len();
-        let xv = b.input(&format!("x{n}"), t(Fp16, x));
-        let wv = b.input(&format!("w{n}"), t(Fp16, w));
-        outs.push(good(b.conv(&xv, &wv, &p, None), t(Fp16, want)));
-    };
-    // valid, 3×3, stride 1: 32 − 3 + 1 = 30
-    case(
-        &mut b,
-        &[1, 8, 32, 32],
-        &[16, 8, 3, 3],
-        ConvParams::default(),
-        &[1, 16, 30, 30],
-    );
-    // custom pad 1, stride 2: ⌊(32 + 2 − 3) / 2⌋ + 1 = 16
-    case(
-        &mut b,
-        &[1, 8, 32, 32],
-        &[16, 8, 3, 3],
-        conv_params(&[2, 2], &[1, 1], &[1, 1, 1, 1], "custom", 1),
-        &[1, 16, 16, 16],
-    );
-    // dilations [2,3]: effective kernels 5 and 7 → 28, 26
-    case(
-        &mut b,
-        &[1, 8, 32, 32],
-        &[16, 8, 3, 3],
-        conv_params(&[1, 1], &[2, 3], &[0, 0, 0, 0], "valid", 1),
-        &[1, 16, 28, 26],
-    );
-    // groups 4: weight has 8 / 4 = 2 input channels
-    case(
-        &mut b,
-        &[2, 8, 10, 12],
-        &[12, 2, 1, 1],
-        conv_params(&[1, 1], &[1, 1], &[0, 0, 0, 0], "valid", 4),
-        &[2, 12, 10, 12],
-    );
-    // depthwise 3×3
-    case(
-        &mut b,
-        &[1, 8, 5, 5],
-        &[8, 1, 3, 3],
-        conv_params(&[1, 1], &[1, 1], &[0, 0, 0, 0], "valid", 8),
-        &[1, 8, 3, 3],
-    );
-    // same, stride 3: ⌈10 / 3⌉ = 4
-    case(
-        &mut b,
-        &[1, 4, 10, 10],
-        &[4, 4, 4, 4],
-        conv_params(&[3, 3], &[1, 1], &[0, 0, 0, 0], "same", 1),
-        &[1, 4, 4, 4],
-    );
-    // same_lower, stride 1, kernels 3×5: the output keeps the input extent
-    case(
-        &mut b,
-        &[1, 4, 7, 9],
-        &[6, 4, 3, 5],
-        conv_params(&[1, 1], &[1, 1], &[0, 0, 0, 0], "same_lower", 1),
-        &[1, 6, 7, 9],
-    );
-    // same with stride 2 and dilation 2 on 9: ⌈9 / 2⌉ = 5
-    case(
-        &mut b,
-        &[1, 1, 9, 9],
-        &[1, 1, 3, 3],
-        conv_params(&[2, 2], &[2, 2], &[0, 0, 0, 0], "same", 1),
-        &[1, 1, 5, 5],
-    );
-    // 1-D, as in the parakeet fixture: (640 − 256) / 128 + 1 = 4
-    case(
-        &mut b,
-        &[1, 1, 640],
-        &[258, 1, 256],
-        conv_params(&[128], &[1], &[0, 0], "valid", 1),
-        &[1, 258, 4],
-    );
-    // 3-D, strides [1,2,3], custom pads [0,1, 1,1, 2,0]:
-    // d: 5+1−2+1 = 5; h: ⌊(6+2−3)/2⌋+1 = 3; w: ⌊(7+2−4)/3⌋+1 = 2
-    case(
-        &mut b,
-        &[1, 2, 5, 6, 7],
-        &[3, 2, 2, 3, 4],
-        conv_params(&[1, 2, 3], &[1, 1, 1], &[0, 1, 1, 1, 2, 0], "custom", 1),
-        &[1, 3, 5, 3, 2],
-    );
-    // 1×1 conv as a linear layer
-    case(
-        &mut b,
-        &[1, 64, 1, 256],
-        &[128, 64, 1, 1],
-        ConvParams::default(),
-        &[1, 128, 1, 256],
-    );
-    // asymmetric custom pads: h 5+2+0 → 5, w 5+0+1 → 4
-    case(
-        &mut b,
-        &[1, 1, 5, 5],
-        &[1, 1, 3, 3],
-        conv_params(&[1, 1], &[1, 1], &[2, 0, 0, 1], "custom", 1),
-        &[1, 1, 5, 4],
-    );
-    // kernel as large as the input
-    case(
-        &mut b,
-        &[1, 1, 4, 4],
-        &[1, 1, 4, 4],
-        ConvParams::default(),
-        &[1, 1, 1, 1],
-    );
-    // stride larger than the kernel: ⌊(11 − 2) / 4⌋ + 1 = 3
-    case(
-        &mut b,
-        &[1, 1, 11, 11],
-        &[1, 1, 2, 2],
-        conv_params(&[4, 4], &[1, 1], &[0, 0, 0, 0], "valid", 1),
-        &[1, 1, 3, 3],
-    );
-    // pads are ignored unless pad_type is custom
-    case(
-        &mut b,
-        &[1, 1, 6, 6],
-        &[1, 1, 3, 3],
-        conv_params(&[1, 1], &[1, 1], &[5, 5, 5, 5], "valid", 1),
-        &[1, 1, 4, 4],
-    );
-    // with a bias
-    let x = b.input("xb", t(Fp16, &[1, 8, 6, 6]));
-    let w = b.input("wb", t(Fp16, &[16, 8, 3, 3]));
-    let bias = b.input("bias", t(Fp16, &[16]));
-    outs.push(good(
-        b.conv(&x, &w, &ConvParams::default(), Some(&bias)),
-        t(Fp16, &[1, 16, 4, 4]),
-    ));
-    // unknown spatial extent and batch
-    let xu = b.input("xu", tu(Fp16, &[None, Some(8), None, Some(6)]));
-    outs.push(good(
-        b.conv(&xu, &w, &ConvParams::default(), None),
-        tu(Fp16, &[None, Some(16), None, Some(4)]),
-    ));
-    let refs: Vec<&Var> = outs.iter().collect();
-    check_valid(b, &refs);
-}
-
-#[test]
-fn conv_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[1, 8, 32, 32]));
-    let w = b.input("w", t(Fp16, &[16, 8, 3, 3]));
-    let d = ConvParams::default();
-    let x2 = b.input("x2", t(Fp16, &[8, 32]));
-    let w2 = b.input("w2", t(Fp16, &[16, 8]));
-    bad(b.conv(&x2, &w2, &d, None), "conv", "x");
-    let w32 = b.input("w32", t(Fp32, &[16, 8, 3, 3]));
-    bad(b.conv(&x, &w32, &d, None), "conv", "weight");
-    let w3 = b.input("w3", t(Fp16, &[16, 8, 3]));
-    bad(b.conv(&x, &w3, &d, None), "conv", "weight");
-    let w4 = b.input("w4", t(Fp16, &[16, 4, 3, 3]));
-    let e = bad(b.conv(&x, &w4, &d, None), "conv", "weight");
-    assert!(e.msg.contains("channels"), "{e}");
-    // 12 channels = 4 per group × 3 groups, but 16 outputs are not divisible by 3.
-    let x12 = b.input("x12", t(Fp16, &[1, 12, 8, 8]));
-    bad(
-        b.conv(
-            &x12,
-            &w4,
-            &conv_params(&[1, 1], &[1, 1], &[0, 0, 0, 0], "valid", 3),
-            None,
-        ),
-        "conv",
-        "groups",
-    );
-    bad(
-        b.conv(
-            &x,
-            &w,
-            &conv_params(&[1, 1], &[1, 1], &[0, 0, 0, 0], "valid", 0),
-            None,
-        ),
-        "conv",
-        "groups",
-    );
-    bad(
-        b.conv(
-            &x,
-            &w,
-            &conv_params(&[0, 1], &[1, 1], &[0, 0, 0, 0], "valid", 1),
-            None,
-        ),
-        "conv",
-        "strides",
-    );
-    bad(
-        b.conv(
-            &x,
-            &w,
-            &conv_params(&[1], &[1, 1], &[0, 0, 0, 0], "valid", 1),
-            None,
-        ),
-        "conv",
-        "strides",
-    );
-    bad(
-        b.conv(
-            &x,
-            &w,
-            &conv_params(&[1, 1], &[1, 0], &[0, 0, 0, 0], "valid", 1),
-            None,
-        ),
-        "conv",
-        "dilations",
-    );
-    bad(
-        b.conv(&x, &w, &conv_params(&[1, 1], &[1, 1], &[0, 0], "custom", 1), None),
-        "conv",
-        "pad",
-    );
-    bad(
-        b.conv(
-            &x,
-            &w,
-            &conv_params(&[1, 1], &[1, 1], &[0, -1, 0, 0], "custom", 1),
-            None,
-        ),
-        "conv",
-        "pad",
-    );
-    bad(
-        b.conv(
-            &x,
-            &w,
-            &conv_params(&[1, 1], &[1, 1], &[0, 0, 0, 0], "reflect", 1),
-            None,
-        ),
-        "conv",
-        "pad_type",
-    );
-    // The kernel is larger than the input.
-    let xs = b.input("xs", t(Fp16, &[1, 8, 2, 2]));
-    bad(b.conv(&xs, &w, &d, None), "conv", "weight");
-    // Dilation 16 makes the effective kernel 33 > 32.
-    bad(
-        b.conv(
-            &x,
-            &w,
-            &conv_params(&[1, 1], &[16, 1], &[0, 0, 0, 0], "valid", 1),
-            None,
-        ),
-        "conv",
-        "weight",
-    );
-    let b8 = b.input("b8", t(Fp16, &[8]));
-    bad(b.conv(&x, &w, &d, Some(&b8)), "conv", "bias");
-    let b32 = b.input("b32", t(Fp32, &[16]));
-    bad(b.conv(&x, &w, &d, Some(&b32)), "conv", "bias");
-    // Parameters out of the int32 range are refused by name, not by a panic.
-    bad(
-        b.conv(
-            &x,
-            &w,
-            &conv_params(&[1 << 40, 1], &[1, 1], &[0, 0, 0, 0], "valid", 1),
-            None,
-        ),
-        "conv",
-        "strides",
-    );
-    bad(b.op("conv", &[("x", v(&x))], None), "conv", "weight");
+fn conv() {
+    let mut r = Run::new();
+    // (x, weight, parameters (d() the defaults), bias or "")
+    let d = ConvParams::default;
+    #[rustfmt::skip]
+    let rows = [
+        // valid, 3×3, stride 1: 32 − 3 + 1 = 30
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", d(), ""), "fp16[1,16,30,30]"),
+        // custom pad 1, stride 2: ⌊(32 + 2 − 3) / 2⌋ + 1 = 16
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[2, 2], &[1, 1], &[1, 1, 1, 1], "custom", 1), ""), "fp16[1,16,16,16]"),
+        // dilations [2,3]: effective kernels 5 and 7 → 28, 26
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1, 1], &[2, 3], &[0, 0, 0, 0], "valid", 1), ""), "fp16[1,16,28,26]"),
+        // groups 4: weight has 8 / 4 = 2 input channels
+        (("fp16[2,8,10,12]", "fp16[12,2,1,1]", cp(&[1, 1], &[1, 1], &[0, 0, 0, 0], "valid", 4), ""), "fp16[2,12,10,12]"),
+        // depthwise 3×3
+        (("fp16[1,8,5,5]", "fp16[8,1,3,3]", cp(&[1, 1], &[1, 1], &[0, 0, 0, 0], "valid", 8), ""), "fp16[1,8,3,3]"),
+        // same, stride 3: ⌈10 / 3⌉ = 4
+        (("fp16[1,4,10,10]", "fp16[4,4,4,4]", cp(&[3, 3], &[1, 1], &[0, 0, 0, 0], "same", 1), ""), "fp16[1,4,4,4]"),
+        // same_lower, stride 1, kernels 3×5: the output keeps the input extent
+        (("fp16[1,4,7,9]", "fp16[6,4,3,5]", cp(&[1, 1], &[1, 1], &[0, 0, 0, 0], "same_lower", 1), ""), "fp16[1,6,7,9]"),
+        // same with stride 2 and dilation 2 on 9: ⌈9 / 2⌉ = 5
+        (("fp16[1,1,9,9]", "fp16[1,1,3,3]", cp(&[2, 2], &[2, 2], &[0, 0, 0, 0], "same", 1), ""), "fp16[1,1,5,5]"),
+        // 1-D, as in the parakeet fixture: (640 − 256) / 128 + 1 = 4
+        (("fp16[1,1,640]", "fp16[258,1,256]", cp(&[128], &[1], &[0, 0], "valid", 1), ""), "fp16[1,258,4]"),
+        // 3-D, strides [1,2,3], custom pads [0,1, 1,1, 2,0]:
+        // d: 5+1−2+1 = 5; h: ⌊(6+2−3)/2⌋+1 = 3; w: ⌊(7+2−4)/3⌋+1 = 2
+        (("fp16[1,2,5,6,7]", "fp16[3,2,2,3,4]", cp(&[1, 2, 3], &[1, 1, 1], &[0, 1, 1, 1, 2, 0], "custom", 1), ""), "fp16[1,3,5,3,2]"),
+        // 1×1 conv as a linear layer
+        (("fp16[1,64,1,256]", "fp16[128,64,1,1]", d(), ""), "fp16[1,128,1,256]"),
+        // asymmetric custom pads: h 5+2+0 → 5, w 5+0+1 → 4
+        (("fp16[1,1,5,5]", "fp16[1,1,3,3]", cp(&[1, 1], &[1, 1], &[2, 0, 0, 1], "custom", 1), ""), "fp16[1,1,5,4]"),
+        // kernel as large as the input
+        (("fp16[1,1,4,4]", "fp16[1,1,4,4]", d(), ""), "fp16[1,1,1,1]"),
+        // stride larger than the kernel: ⌊(11 − 2) / 4⌋ + 1 = 3
+        (("fp16[1,1,11,11]", "fp16[1,1,2,2]", cp(&[4, 4], &[1, 1], &[0, 0, 0, 0], "valid", 1), ""), "fp16[1,1,3,3]"),
+        // pads are ignored unless pad_type is custom
+        (("fp16[1,1,6,6]", "fp16[1,1,3,3]", cp(&[1, 1], &[1, 1], &[5, 5, 5, 5], "valid", 1), ""), "fp16[1,1,4,4]"),
+        // with a bias
+        (("fp16[1,8,6,6]", "fp16[16,8,3,3]", d(), "fp16[16]"), "fp16[1,16,4,4]"),
+        // unknown spatial extent and batch
+        (("fp16[?,8,?,6]", "fp16[16,8,3,3]", d(), ""), "fp16[?,16,?,4]"),
+        (("fp16[8,32]", "fp16[16,8]", d(), ""), "!x"),
+        (("fp16[1,8,32,32]", "fp32[16,8,3,3]", d(), ""), "!weight"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3]", d(), ""), "!weight"),
+        (("fp16[1,8,32,32]", "fp16[16,4,3,3]", d(), ""), "!weight: channels"),
+        // 12 channels = 4 per group × 3 groups, but 16 outputs are not divisible by 3.
+        (("fp16[1,12,8,8]", "fp16[16,4,3,3]", cp(&[1, 1], &[1, 1], &[0, 0, 0, 0], "valid", 3), ""), "!groups"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1, 1], &[1, 1], &[0, 0, 0, 0], "valid", 0), ""), "!groups"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[0, 1], &[1, 1], &[0, 0, 0, 0], "valid", 1), ""), "!strides"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1], &[1, 1], &[0, 0, 0, 0], "valid", 1), ""), "!strides"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1, 1], &[1, 0], &[0, 0, 0, 0], "valid", 1), ""), "!dilations"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1, 1], &[1, 1], &[0, 0], "custom", 1), ""), "!pad"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1, 1], &[1, 1], &[0, -1, 0, 0], "custom", 1), ""), "!pad"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1, 1], &[1, 1], &[0, 0, 0, 0], "reflect", 1), ""), "!pad_type"),
+        // The kernel is larger than the input.
+        (("fp16[1,8,2,2]", "fp16[16,8,3,3]", d(), ""), "!weight"),
+        // Dilation 16 makes the effective kernel 33 > 32.
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1, 1], &[16, 1], &[0, 0, 0, 0], "valid", 1), ""), "!weight"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", d(), "fp16[8]"), "!bias"),
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", d(), "fp32[16]"), "!bias"),
+        // Parameters out of the int32 range are refused by name, not by a panic.
+        (("fp16[1,8,32,32]", "fp16[16,8,3,3]", cp(&[1 << 40, 1], &[1, 1], &[0, 0, 0, 0], "valid", 1), ""), "!strides"),
+    ];
+    for (c, want) in &rows {
+        let (x, w, bias) = (r.input(c.0), r.input(c.1), r.opt(c.3));
+        r.check("conv", c, want, |b| b.conv(&x, &w, &c.2, bias.as_ref()));
+    }
+    r.raw("conv", &[(&[("x", input("fp16[1,8,32,32]"))], "!weight")]);
+    r.done();
 }
 
 // ---------------------------------------------------------------- select, quantization
 
 #[test]
-fn select_good_and_bad() {
-    let mut b = fb();
-    let c21 = b.input("c21", t(Bool, &[2, 1]));
-    let a23 = b.input("a23", t(Fp16, &[2, 3]));
-    let b3 = b.input("b3", t(Fp16, &[3]));
-    let c411 = b.input("c411", t(Bool, &[4, 1, 1]));
-    let a13 = b.input("a13", t(Fp16, &[1, 3]));
-    let b21 = b.input("b21", t(Fp16, &[2, 1]));
-    let cs = b.input("cs", Type::scalar(Bool));
-    let r1 = good(b.select(&c21, &a23, &b3), t(Fp16, &[2, 3]));
-    // a,b → [2,3], then with cond [4,1,1] → [4,2,3]
-    let r2 = good(b.select(&c411, &a13, &b21), t(Fp16, &[4, 2, 3]));
-    let r3 = good(b.select(&cs, &b3, &b3), t(Fp16, &[3]));
-    let cf = b.input("cf", t(Fp16, &[2, 1]));
-    bad(b.select(&cf, &a23, &b3), "select", "cond");
-    let b32 = b.input("b32", t(Fp32, &[3]));
-    bad(b.select(&c21, &a23, &b32), "select", "b");
-    let b43 = b.input("b43", t(Fp16, &[4, 3]));
-    bad(b.select(&c21, &a23, &b43), "select", "b");
-    let c5 = b.input("c5", t(Bool, &[5]));
-    bad(b.select(&c5, &a23, &b3), "select", "cond");
-    check_valid(b, &[&r1, &r2, &r3]);
+fn select() {
+    let mut r = Run::new();
+    // (cond, a, b)
+    let rows = [
+        (("bool[2,1]", "fp16[2,3]", "fp16[3]"), "fp16[2,3]"),
+        // a,b → [2,3], then with cond [4,1,1] → [4,2,3]
+        (("bool[4,1,1]", "fp16[1,3]", "fp16[2,1]"), "fp16[4,2,3]"),
+        (("bool", "fp16[3]", "fp16[3]"), "fp16[3]"),
+        (("fp16[2,1]", "fp16[2,3]", "fp16[3]"), "!cond"),
+        (("bool[2,1]", "fp16[2,3]", "fp32[3]"), "!b"),
+        (("bool[2,1]", "fp16[2,3]", "fp16[4,3]"), "!b"),
+        (("bool[5]", "fp16[2,3]", "fp16[3]"), "!cond"),
+    ];
+    for (c @ (cond, a, b), want) in rows {
+        let (cond, a, bv) = (r.input(cond), r.input(a), r.input(b));
+        r.check("select", c, want, |b| b.select(&cond, &a, &bv));
+    }
+    r.done();
 }
 
 #[test]
-fn quantize_good_and_bad() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[2, 3]));
-    let s = b.scalar(Fp16, 0.125);
-    let z8 = b.constant(Literal::new(Type::scalar(Uint8), Lit::Int(128)));
-    let q1 = good(b.quantize(&x, &s, None, Int8), t(Int8, &[2, 3]));
-    let q2 = good(b.quantize(&x, &s, Some(&z8), Uint8), t(Uint8, &[2, 3]));
-    // Per-axis scale along axis 1.
-    let sv = b.constant(Literal::floats(Fp16, &[3], &[0.5, 0.25, 0.125]));
-    let ax = b.int(1);
-    let od = b.string("int8");
-    let q3 = good(
-        b.op(
-            "quantize",
-            &[
-                ("axis", v(&ax)),
-                ("input", v(&x)),
-                ("output_dtype", v(&od)),
-                ("scale", v(&sv)),
-            ],
-            None,
-        )
-        .map(|mut r| r.remove(0)),
-        t(Int8, &[2, 3]),
-    );
-    let i4 = b.string("int4");
-    bad(
-        b.op(
-            "quantize",
-            &[("input", v(&x)), ("output_dtype", v(&i4)), ("scale", v(&s))],
-            None,
-        ),
-        "quantize",
-        "output_dtype",
-    );
-    let si = b.int(2);
-    bad(b.quantize(&x, &si, None, Int8), "quantize", "scale");
-    bad(b.quantize(&x, &s, Some(&z8), Int8), "quantize", "zero_point");
-    let xi = b.input("xi", t(Int32, &[2, 3]));
-    bad(b.quantize(&xi, &s, None, Int8), "quantize", "input");
-    // A vector scale needs an axis.
-    bad(b.quantize(&x, &sv, None, Int8), "quantize", "scale");
-    bad(b.quantize(&x, &s, None, Fp16), "quantize", "output_dtype");
-    check_valid(b, &[&q1, &q2, &q3]);
+fn quantize() {
+    let mut r = Run::new();
+    let s = r.b.scalar(Fp16, 0.125);
+    let z8 = r.b.constant(Literal::new(ty("uint8"), Lit::Int(128)));
+    let si = r.b.int(2);
+    let sv = Literal::floats(Fp16, &[3], &[0.5, 0.25, 0.125]);
+    let svv = r.b.constant(sv.clone());
+    // (input, scale, zero point, output dtype)
+    let rows = [
+        (("fp16[2,3]", &s, None, Int8), "int8[2,3]"),
+        (("fp16[2,3]", &s, Some(&z8), Uint8), "uint8[2,3]"),
+        (("fp16[2,3]", &si, None, Int8), "!scale"),
+        (("fp16[2,3]", &s, Some(&z8), Int8), "!zero_point"),
+        (("int32[2,3]", &s, None, Int8), "!input"),
+        // A vector scale needs an axis.
+        (("fp16[2,3]", &svv, None, Int8), "!scale"),
+        (("fp16[2,3]", &s, None, Fp16), "!output_dtype"),
+    ];
+    for (c @ (x, scale, zp, d), want) in rows {
+        let x = r.input(x);
+        r.check("quantize", c, want, |b| b.quantize(&x, scale, zp, d));
+    }
+    let x = ("input", input("fp16[2,3]"));
+    let s = ("scale", A::Const(Literal::scalar_f(Fp16, 0.125)));
+    #[rustfmt::skip]
+    let raw: Raw = &[
+        // Per-axis scale along axis 1.
+        (&[("axis", int(1)), x.clone(), ("output_dtype", text("int8")), ("scale", A::Const(sv))], "int8[2,3]"),
+        (&[x.clone(), ("output_dtype", text("int4")), s], "!output_dtype"),
+    ];
+    r.raw("quantize", raw);
+    r.done();
 }
 
 #[test]
-fn dequantize_good_and_bad() {
-    let mut b = fb();
-    let q = b.input("q", t(Int8, &[2, 3]));
-    let s32 = b.scalar(Fp32, 0.5);
-    let s16 = b.scalar(Fp16, 0.5);
-    let d1 = good(b.dequantize(&q, &s32, None), t(Fp32, &[2, 3]));
-    let z = b.constant(Literal::ints(Int8, &[0, 1, -1]));
-    let ax = b.int(-1);
-    let d2 = good(
-        b.op(
-            "dequantize",
-            &[
-                ("axis", v(&ax)),
-                ("input", v(&q)),
-                ("scale", v(&s16)),
-                ("zero_point", v(&z)),
-            ],
-            None,
-        )
-        .map(|mut r| r.remove(0)),
-        t(Fp16, &[2, 3]),
-    );
-    let u = b.input("u", t(Uint8, &[4]));
-    let d3 = good(b.dequantize(&u, &s16, None), t(Fp16, &[4]));
-    let h = b.input("h", t(Fp16, &[2, 3]));
-    bad(b.dequantize(&h, &s16, None), "dequantize", "input");
-    let si = b.int(3);
-    bad(b.dequantize(&q, &si, None), "dequantize", "scale");
-    let zu = b.constant(Literal::new(Type::scalar(Uint8), Lit::Int(0)));
-    bad(b.dequantize(&q, &s16, Some(&zu)), "dequantize", "zero_point");
-    let ax5 = b.int(5);
-    bad(
-        b.op(
-            "dequantize",
-            &[("axis", v(&ax5)), ("input", v(&q)), ("scale", v(&s16))],
-            None,
-        ),
-        "dequantize",
-        "axis",
-    );
-    check_valid(b, &[&d1, &d2, &d3]);
+fn dequantize() {
+    let mut r = Run::new();
+    let (s32, s16, si) = (r.b.scalar(Fp32, 0.5), r.b.scalar(Fp16, 0.5), r.b.int(3));
+    let zu = r.b.constant(Literal::new(ty("uint8"), Lit::Int(0)));
+    // (input, scale, zero point)
+    let rows = [
+        (("int8[2,3]", &s32, None), "fp32[2,3]"),
+        (("uint8[4]", &s16, None), "fp16[4]"),
+        (("fp16[2,3]", &s16, None), "!input"),
+        (("int8[2,3]", &si, None), "!scale"),
+        (("int8[2,3]", &s16, Some(&zu)), "!zero_point"),
+    ];
+    for (c @ (q, scale, zp), want) in rows {
+        let q = r.input(q);
+        r.check("dequantize", c, want, |b| b.dequantize(&q, scale, zp));
+    }
+    let q = ("input", input("int8[2,3]"));
+    let s16 = ("scale", A::Const(Literal::scalar_f(Fp16, 0.5)));
+    let z = ("zero_point", A::Const(Literal::ints(Int8, &[0, 1, -1])));
+    let raw: Raw = &[
+        (&[("axis", int(-1)), q.clone(), s16.clone(), z], "fp16[2,3]"),
+        (&[("axis", int(5)), q.clone(), s16.clone()], "!axis"),
+    ];
+    r.raw("dequantize", raw);
+    r.done();
 }
 
 #[test]
-fn constexpr_affine_dequantize_good_and_bad() {
-    let mut b = fb();
-    let data = Literal::new(
-        t(Int8, &[4, 2]),
-        Lit::List(
-            (0..4)
-                .map(|i| Lit::List(vec![Lit::Int(i), Lit::Int(-i)]))
-                .collect(),
-        ),
-    );
+fn constexpr_affine_dequantize() {
+    let mut r = Run::new();
+    let pairs = (0..4).map(|i| Lit::List(vec![Lit::Int(i), Lit::Int(-i)]));
+    let data = Literal::new(ty("int8[4,2]"), Lit::List(pairs.collect()));
     let scale = Literal::floats(Fp16, &[4], &[0.5, 0.25, 1.0, 2.0]);
     let zp = Literal::ints(Int8, &[0, 0, 1, -1]);
-    let a = good(
-        b.constexpr_affine_dequantize(data.clone(), scale.clone(), zp.clone(), 0),
-        t(Fp16, &[4, 2]),
-    );
     // Blob data with scalar parameters, as Core ML writes it.
-    let blob = Literal::blob(t(Uint8, &[16, 8, 1, 1]), "@model_path/weights/w.bin", 64);
-    let c = good(
-        b.constexpr_affine_dequantize(
-            blob.clone(),
-            Literal::scalar_f(Fp32, 0.125),
-            Literal::new(Type::scalar(Uint8), Lit::Int(7)),
-            1,
-        ),
-        t(Fp32, &[16, 8, 1, 1]),
-    );
-    // Per-axis scale along the wrong axis.
-    bad(
-        b.constexpr_affine_dequantize(
-            data.clone(),
-            Literal::floats(Fp16, &[2], &[1.0, 1.0]),
-            zp.clone(),
-            0,
-        ),
-        "constexpr_affine_dequantize",
-        "scale",
-    );
-    bad(
-        b.constexpr_affine_dequantize(
-            data.clone(),
-            scale.clone(),
-            Literal::new(t(Uint8, &[4]), Lit::List(vec![Lit::Int(0); 4])),
-            0,
-        ),
-        "constexpr_affine_dequantize",
-        "zero_point",
-    );
-    bad(
-        b.constexpr_affine_dequantize(data.clone(), scale.clone(), zp.clone(), 2),
-        "constexpr_affine_dequantize",
-        "axis",
-    );
-    bad(
-        b.constexpr_affine_dequantize(
-            Literal::floats(Fp16, &[4], &[1.0; 4]),
-            scale.clone(),
-            zp.clone(),
-            0,
-        ),
-        "constexpr_affine_dequantize",
-        "quantized_data",
-    );
-    // Literal values are checked: 200 does not fit int8.
-    let big = Literal::new(t(Int8, &[1]), Lit::List(vec![Lit::Int(200)]));
-    bad(
-        b.constexpr_affine_dequantize(
-            big,
-            Literal::scalar_f(Fp16, 1.0),
-            Literal::new(Type::scalar(Int8), Lit::Int(0)),
-            0,
-        ),
-        "constexpr_affine_dequantize",
-        "quantized_data",
-    );
-    check_valid(b, &[&a, &c]);
+    let blob = Literal::blob(ty("uint8[16,8,1,1]"), "@model_path/weights/w.bin", 64);
+    let int = |d, x| Literal::new(ty(d), Lit::Int(x));
+    // (quantized data, scale, zero point, axis)
+    #[rustfmt::skip]
+    let rows = [
+        ((&data, &scale, &zp, 0), "fp16[4,2]"),
+        ((&blob, &Literal::scalar_f(Fp32, 0.125), &int("uint8", 7), 1), "fp32[16,8,1,1]"),
+        // Per-axis scale along the wrong axis.
+        ((&data, &Literal::floats(Fp16, &[2], &[1.0, 1.0]), &zp, 0), "!scale"),
+        ((&data, &scale, &Literal::new(ty("uint8[4]"), Lit::List(vec![Lit::Int(0); 4])), 0), "!zero_point"),
+        ((&data, &scale, &zp, 2), "!axis"),
+        ((&Literal::floats(Fp16, &[4], &[1.0; 4]), &scale, &zp, 0), "!quantized_data"),
+        // Literal values are checked: 200 does not fit int8.
+        ((&Literal::new(ty("int8[1]"), Lit::List(vec![Lit::Int(200)])), &Literal::scalar_f(Fp16, 1.0), &int("int8", 0), 0), "!quantized_data"),
+    ];
+    for (c @ (data, scale, zp, axis), want) in rows {
+        let (data, scale, zp) = (data.clone(), scale.clone(), zp.clone());
+        r.check("constexpr_affine_dequantize", c, want, |b| {
+            b.constexpr_affine_dequantize(data, scale, zp, axis)
+        });
+    }
+    r.done();
 }
 
 // ---------------------------------------------------------------- builder behaviour
@@ -1494,8 +1013,8 @@ fn constexpr_affine_dequantize_good_and_bad() {
 /// `name()` names the op's result, not a parameter constant the op method creates first.
 #[test]
 fn requested_name_goes_to_the_op_result() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[2, 3]));
+    let mut b = FunctionBuilder::new("main", "ios18");
+    let x = b.input("x", ty("fp16[2,3]"));
     b.name("probs");
     let p = b.softmax(&x, -1).unwrap();
     assert_eq!(p.name, "probs");
@@ -1518,7 +1037,7 @@ fn requested_name_goes_to_the_op_result() {
     assert_ne!(y.name, "bad");
     // A requested name that is taken is an error.
     b.name("x");
-    bad_any(b.relu(&x), "relu");
+    assert_eq!(b.relu(&x).expect_err("expected an error").op, "relu");
     let f = b.build(&[&p, &r, &y]);
     let prog = Program::new(vec![f]);
     assert!(validate(&prog).is_empty());
@@ -1526,24 +1045,15 @@ fn requested_name_goes_to_the_op_result() {
     assert!(text.contains("tensor<fp16, [2, 3]> probs = softmax("), "{text}");
 }
 
-#[track_caller]
-fn bad_any<T: std::fmt::Debug>(r: Result<T, InferError>, op: &str) {
-    let e = r.expect_err("expected an error");
-    assert_eq!(e.op, op);
-}
-
 #[test]
 fn unknown_ops_need_result_types() {
-    let mut b = fb();
-    let x = b.input("x", t(Fp16, &[4]));
-    let y = b.op("my_op", &[("x", v(&x))], Some(vec![t(Fp16, &[8])])).unwrap();
-    assert_eq!(y[0].ty, t(Fp16, &[8]));
+    let mut b = FunctionBuilder::new("main", "ios18");
+    let x = b.input("x", ty("fp16[4]"));
+    let y = b.op("my_op", &[("x", v(&x))], Some(vec![ty("fp16[8]")])).unwrap();
+    assert_eq!(y[0].ty, ty("fp16[8]"));
     let e = b.op("other_op", &[("x", v(&x))], None).unwrap_err();
     assert_eq!((e.op.as_str(), e.arg.as_deref()), ("other_op", None));
-    // Zero results would print as text that does not parse.
+    // Zero results would print as text that does not parse (so would an empty split, see `split`).
     let e = b.op("other_op", &[("x", v(&x))], Some(vec![])).unwrap_err();
     assert_eq!(e.op, "other_op");
-    // So would an empty split.
-    let z = b.input("z", t(Fp16, &[0, 2]));
-    bad(b.split_sizes(&z, &[], 0), "split", "split_sizes");
 }

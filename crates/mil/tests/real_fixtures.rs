@@ -1,27 +1,10 @@
 //! Every real `model.mil` (written by Apple's compiler, see tests/fixtures/mil-real/README.md)
 //! parses, validates where its ops are known, and round-trips through text.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{fixture, fixtures};
 use malus_mil::{Spelling, parse, print, print_with, validate};
-
-fn fixtures() -> Vec<(String, String)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mil-real");
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "mil"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
-        .collect();
-    out.sort();
-    assert_eq!(out.len(), 4, "expected the four shared fixtures");
-    out
-}
 
 #[test]
 fn fixtures_parse_and_validate() {
@@ -58,8 +41,7 @@ fn fixtures_round_trip_in_both_spellings() {
 
 #[test]
 fn fixture_details_are_kept() {
-    let all = fixtures();
-    let get = |n: &str| parse(&all.iter().find(|(f, _)| f.starts_with(n)).unwrap().1).unwrap();
+    let get = |n: &str| parse(&fixture(n)).unwrap();
     let multi = get("rebecker");
     assert_eq!(multi.version, "1.3");
     assert_eq!(multi.functions.len(), 2);

@@ -1,6 +1,8 @@
-//! Shared generators of the property tests: literal strategies of every dtype and random valid
-//! programs built through the builder.
+//! Shared helpers of the tests: the real fixtures, and the generators of the property tests
+//! (literal strategies of every dtype and random valid programs built through the builder).
 #![allow(dead_code)]
+
+use std::path::PathBuf;
 
 use malus_mil::builder::ConvParams;
 use malus_mil::ir::{Function, Named};
@@ -8,6 +10,37 @@ use malus_mil::types::{DType, Dim, Type};
 use malus_mil::value::{Lit, Literal, Value};
 use malus_mil::{FunctionBuilder, Program, Var};
 use proptest::prelude::*;
+
+// ---------------------------------------------------------------- real fixtures
+
+/// The real `model.mil` files of tests/fixtures/mil-real (see its README.md): (file name, text),
+/// sorted by name.
+pub fn fixtures() -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mil-real");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mil"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    assert_eq!(out.len(), 4, "expected the four shared fixtures");
+    out
+}
+
+/// The text of the real fixture whose file name starts with `prefix`.
+pub fn fixture(prefix: &str) -> String {
+    fixtures()
+        .into_iter()
+        .find(|(n, _)| n.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no fixture {prefix}*"))
+        .1
+}
 
 // ---------------------------------------------------------------- literal strategies
 
