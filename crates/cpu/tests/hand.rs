@@ -237,3 +237,28 @@ fn kernel_is_send_and_lists_its_steps() {
         ]
     );
 }
+
+#[test]
+fn quantize_and_dequantize_by_hand() {
+    let text = r#"program(1.3)
+{
+    func main<ios18>(tensor<fp32, [2, 3]> x) {
+            tensor<uint8, [2, 3]> q = quantize(input = x, scale = tensor<fp32, [3]>([0.5, 0.25, 2.0]), zero_point = tensor<uint8, [3]>([10, 0, 128]), axis = int32(1), output_dtype = string("uint8"))[name = string("q")];
+            tensor<fp32, [2, 3]> back = dequantize(input = q, scale = tensor<fp32, [3]>([0.5, 0.25, 2.0]), zero_point = tensor<uint8, [3]>([10, 0, 128]), axis = int32(1))[name = string("back")];
+            tensor<int8, [2, 3]> s = quantize(input = x, scale = fp32(0.5), output_dtype = string("int8"))[name = string("s")];
+            tensor<fp32, [2, 3]> d = dequantize(input = s, scale = tensor<fp32, [2]>([1.0, 0.5]), axis = int32(0))[name = string("d")];
+        } -> (q, back, s, d);
+}
+"#;
+    let mut k = compile(&parse(text).unwrap(), &Weights::new(), &CompileOptions::default()).unwrap();
+    k.write_input_f32("x", &[1.25, -0.3, 3.0, -6.0, 100.0, -1000.0])
+        .unwrap();
+    k.run().unwrap();
+    // Per column: 2.5 → 2 (ties to even) + 10; -1.2 → -1, clipped to 0; 1.5 → 2 + 128.
+    // Row 2: -12 + 10 → 0; 400 → 255; -500 + 128 → 0.
+    assert_eq!(k.output_f32("q").unwrap(), [12., 0., 130., 0., 255., 0.]);
+    assert_eq!(k.output_f32("back").unwrap(), [1., 0., 4., -5., 63.75, -256.]);
+    // One scale, no zero point, int8 saturation; then a scale per row and no zero point.
+    assert_eq!(k.output_f32("s").unwrap(), [2., -1., 6., -12., 127., -128.]);
+    assert_eq!(k.output_f32("d").unwrap(), [2., -1., 6., -6., 63.5, -64.]);
+}

@@ -37,13 +37,13 @@ fn synthetic_weights(f: &Function) -> Weights {
     let mut blobs: BTreeMap<String, BTreeMap<u64, Type>> = BTreeMap::new();
     for op in &f.body {
         for (_, v) in op.operands() {
-            if let Value::Literal(l) = v {
-                if let Lit::Blob { path, offset } = &l.lit {
-                    blobs
-                        .entry(path.clone())
-                        .or_default()
-                        .insert(*offset, l.ty.clone());
-                }
+            if let Value::Literal(l) = v
+                && let Lit::Blob { path, offset } = &l.lit
+            {
+                blobs
+                    .entry(path.clone())
+                    .or_default()
+                    .insert(*offset, l.ty.clone());
             }
         }
     }

@@ -155,64 +155,103 @@ pub(crate) fn cast(c: &Cast, st: &mut Storage, ctx: &Ctx) {
     }
 }
 
-/// `out = clip(round_half_even(x / scale) + zero_point)` (operands: out, x, scale[, zp]).
+/// The operands quantize and dequantize share (out, x, scale[, zero_point]); scale and zero
+/// point are broadcast views, so one walk serves both ops.
 #[derive(Clone, Debug)]
-pub(crate) struct Quantize {
+pub(crate) struct Affine {
     pub out: Slot,
     pub x: Slot,
     pub scale: Slot,
     pub zero_point: Option<Slot>,
-    pub range: (i64, i64),
     pub walk: Walk,
+}
+
+/// A quantisation into the integer dtype whose range is `range`.
+#[derive(Clone, Debug)]
+pub(crate) struct Quantize {
+    pub affine: Affine,
+    pub range: (i64, i64),
+}
+
+/// `clip(round_half_even(x / scale) + zero_point)`.
+#[inline(always)]
+pub(crate) fn quantize_one(x: f32, scale: f32, zero_point: i64, (lo, hi): (i64, i64)) -> i64 {
+    let v = (x / scale).round_ties_even() + zero_point as f32;
+    (v.clamp(lo as f32, hi as f32)) as i64
+}
+
+/// `(q - zero_point) * scale`.
+#[inline(always)]
+pub(crate) fn dequantize_one(q: i64, scale: f32, zero_point: i64) -> f32 {
+    (q - zero_point) as f32 * scale
+}
+
+/// `out = f(x, scale, zero_point)` elementwise; a missing zero point reads as 0.
+fn affine_run<S: Elem, T: Elem>(a: &Affine, st: &mut Storage, f: impl Fn(S, f32, i64) -> T) {
+    st.with_out::<T, _>(a.out, |out, st| {
+        let (x, s) = (st.get::<S>(a.x), st.get::<f32>(a.scale));
+        let zp = a.zero_point.map(|z| st.get::<i64>(z));
+        let (sx, ss, sz) = (
+            a.walk.inner_stride(1),
+            a.walk.inner_stride(2),
+            zp.map_or(0, |_| a.walk.inner_stride(3)),
+        );
+        for_out_runs(&a.walk, out, |d, o, _| {
+            for (i, d) in d.iter_mut().enumerate() {
+                let at = |base: usize, stride: isize| (base as isize + i as isize * stride) as usize;
+                let z = zp.map_or(0, |z| z[at(o[2], sz)]);
+                *d = f(x[at(o[0], sx)], s[at(o[1], ss)], z);
+            }
+        });
+    });
 }
 
 pub(crate) fn quantize(q: &Quantize, st: &mut Storage) {
-    st.with_out::<i64, _>(q.out, |out, st| {
-        let (x, s) = (st.get::<f32>(q.x), st.get::<f32>(q.scale));
-        let zp = q.zero_point.map(|z| st.get::<i64>(z));
-        let (sx, ss, sz) = (
-            q.walk.inner_stride(1),
-            q.walk.inner_stride(2),
-            zp.map_or(0, |_| q.walk.inner_stride(3)),
-        );
-        for_out_runs(&q.walk, out, |d, o, _| {
-            for (i, d) in d.iter_mut().enumerate() {
-                let at = |base: usize, stride: isize| (base as isize + i as isize * stride) as usize;
-                let z = zp.map_or(0, |z| z[at(o[2], sz)]);
-                let v = (x[at(o[0], sx)] / s[at(o[1], ss)]).round_ties_even() + z as f32;
-                *d = (v.clamp(q.range.0 as f32, q.range.1 as f32)) as i64;
-            }
-        });
-    });
+    affine_run(&q.affine, st, |x: f32, s, z| quantize_one(x, s, z, q.range));
 }
 
-/// `out = (q - zero_point) * scale` (operands: out, q, scale[, zp]).
-#[derive(Clone, Debug)]
-pub(crate) struct Dequantize {
-    pub out: Slot,
-    pub q: Slot,
-    pub scale: Slot,
-    pub zero_point: Option<Slot>,
-    pub walk: Walk,
+pub(crate) fn dequantize(a: &Affine, st: &mut Storage, ctx: &Ctx) {
+    affine_run(a, st, |q: i64, s, z| dequantize_one(q, s, z));
+    let n = a.walk.len();
+    st.with_out::<f32, _>(a.out, |out, _| ctx.round(&mut out[..n]));
 }
 
-pub(crate) fn dequantize(q: &Dequantize, st: &mut Storage, ctx: &Ctx) {
-    let n = q.walk.len();
-    st.with_out::<f32, _>(q.out, |out, st| {
-        let (x, s) = (st.get::<i64>(q.q), st.get::<f32>(q.scale));
-        let zp = q.zero_point.map(|z| st.get::<i64>(z));
-        let (sx, ss, sz) = (
-            q.walk.inner_stride(1),
-            q.walk.inner_stride(2),
-            zp.map_or(0, |_| q.walk.inner_stride(3)),
-        );
-        for_out_runs(&q.walk, out, |d, o, _| {
-            for (i, d) in d.iter_mut().enumerate() {
-                let at = |base: usize, stride: isize| (base as isize + i as isize * stride) as usize;
-                let z = zp.map_or(0, |z| z[at(o[2], sz)]);
-                *d = (x[at(o[0], sx)] - z) as f32 * s[at(o[1], ss)];
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantize_rounds_half_to_even_adds_zero_point_and_saturates() {
+        let u8r = (0, 255);
+        // Ties go to even: 1.25/0.5 = 2.5 → 2, 2.25/0.5 = 4.5 → 4 (half away from zero: 3, 5).
+        assert_eq!(quantize_one(1.25, 0.5, 0, u8r), 2);
+        assert_eq!(quantize_one(2.25, 0.5, 0, u8r), 4);
+        assert_eq!(quantize_one(3.5, 1.0, 0, u8r), 4);
+        assert_eq!(quantize_one(-2.5, 1.0, 128, u8r), 126);
+        // Saturation at both ends (after adding the zero point).
+        assert_eq!(quantize_one(10.0, 0.01, 0, u8r), 255);
+        assert_eq!(quantize_one(-1.0, 0.5, 1, u8r), 0);
+        assert_eq!(quantize_one(-10.0, 0.01, 0, (-128, 127)), -128);
+    }
+
+    #[test]
+    fn dequantize_subtracts_zero_point_then_scales() {
+        assert_eq!(dequantize_one(130, 0.25, 128), 0.5);
+        assert_eq!(dequantize_one(-3, 0.5, 3), -3.0);
+        assert_eq!(dequantize_one(7, 0.125, 0), 0.875);
+    }
+
+    #[test]
+    fn quantize_then_dequantize_is_within_half_a_step() {
+        let (scale, zp) = (0.1f32, 100);
+        for (x, q) in [(0.0f32, 100), (0.26, 103), (-1.04, 90), (12.7, 227), (50.0, 255)] {
+            assert_eq!(quantize_one(x, scale, zp, (0, 255)), q, "{x}");
+            let back = dequantize_one(q, scale, zp);
+            if q < 255 {
+                assert!((back - x).abs() <= scale / 2.0 + 1e-6, "{x} → {q} → {back}");
+            } else {
+                assert_eq!(back, 15.5); // saturated: (255 - 100) · 0.1
             }
-        });
-        ctx.round(&mut out[..n]);
-    });
+        }
+    }
 }

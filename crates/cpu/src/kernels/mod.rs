@@ -21,7 +21,7 @@ pub(crate) enum Step {
     IntBin(data::IntBin),
     Cast(data::Cast),
     Quantize(data::Quantize),
-    Dequantize(data::Dequantize),
+    Dequantize(data::Affine),
     Reduce(Class, reduce::Reduce),
     Softmax(reduce::Softmax),
     LayerNorm(reduce::LayerNorm),

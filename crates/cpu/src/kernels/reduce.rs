@@ -114,6 +114,29 @@ pub(crate) struct Rows {
     pub inner: usize,
 }
 
+impl Rows {
+    /// Calls `f(first_block, chunk, st)` on chunks of whole `[n, inner]` output blocks (in
+    /// parallel when worthwhile), then rounds the chunk: the schedule both row ops share.
+    fn for_blocks(&self, st: &mut Storage, ctx: &Ctx, f: impl Fn(usize, &mut [f32], &Storage) + Sync + Send) {
+        let block = self.n * self.inner;
+        if block * self.outer == 0 {
+            return;
+        }
+        st.with_out::<f32, _>(self.out, |out, st| {
+            let out = &mut out[..self.outer * block];
+            ctx.chunks(out, block, (PAR_MIN / block.max(1)).max(1), |first, chunk| {
+                f(first, chunk, st);
+                ctx.round(chunk);
+            });
+        });
+    }
+
+    /// The input blocks (a softmax with an input group has none: it works in place).
+    fn x<'s>(&self, st: &'s Storage) -> &'s [f32] {
+        &st.get::<f32>(self.x)[self.x_off..self.x_off + self.outer * self.n * self.inner]
+    }
+}
+
 /// Columns handled together when the reduced axis is not the last one.
 const COLS: usize = 64;
 
@@ -128,41 +151,29 @@ pub(crate) struct Softmax {
 pub(crate) fn softmax(sm: &Softmax, st: &mut Storage, ctx: &Ctx) {
     let s = &sm.rows;
     let block = s.n * s.inner;
-    if block * s.outer == 0 {
-        return;
-    }
-    st.with_out::<f32, _>(s.out, |out, st| {
-        let x = match sm.pre {
-            Some(_) => &[][..],
-            None => &st.get::<f32>(s.x)[s.x_off..s.x_off + s.outer * block],
-        };
-        let out = &mut out[..s.outer * block];
-        ctx.chunks(out, block, (PAR_MIN / block.max(1)).max(1), |first, chunk| {
-            match &sm.pre {
-                // Input rows are produced a few at a time, so they are still in L1 for the softmax.
-                Some(f) => {
-                    let mut regs = fused::regs();
-                    let rows = (4096 / block).max(1) * block;
-                    for (k, sub) in chunk.chunks_mut(rows).enumerate() {
-                        fused::eval(f, st, sub, first * block + k * rows, ctx, &mut regs);
-                        sub.chunks_mut(block).for_each(|r| {
-                            softmax_row_in_place(r);
-                        });
-                    }
-                }
-                None => {
-                    for (b, d) in chunk.chunks_mut(block).enumerate() {
-                        let src = &x[(first + b) * block..(first + b + 1) * block];
-                        if s.inner == 1 {
-                            softmax_row(src, d)
-                        } else {
-                            softmax_cols(src, d, s.n, s.inner)
-                        }
-                    }
+    s.for_blocks(st, ctx, |first, chunk, st| match &sm.pre {
+        // Input rows are produced a few at a time, so they are still in L1 for the softmax.
+        Some(f) => {
+            let mut regs = fused::regs();
+            let rows = (4096 / block).max(1) * block;
+            for (k, sub) in chunk.chunks_mut(rows).enumerate() {
+                fused::eval(f, st, sub, first * block + k * rows, ctx, &mut regs);
+                sub.chunks_mut(block).for_each(|r| {
+                    softmax_row_in_place(r);
+                });
+            }
+        }
+        None => {
+            let x = s.x(st);
+            for (b, d) in chunk.chunks_mut(block).enumerate() {
+                let src = &x[(first + b) * block..(first + b + 1) * block];
+                if s.inner == 1 {
+                    softmax_row(src, d)
+                } else {
+                    softmax_cols(src, d, s.n, s.inner)
                 }
             }
-            ctx.round(chunk);
-        });
+        }
     });
 }
 
@@ -274,21 +285,14 @@ pub(crate) struct LayerNorm {
 pub(crate) fn layer_norm(l: &LayerNorm, st: &mut Storage, ctx: &Ctx) {
     let s = &l.rows;
     let block = s.n * s.inner;
-    if block * s.outer == 0 {
-        return;
-    }
-    st.with_out::<f32, _>(s.out, |out, st| {
-        let x = &st.get::<f32>(s.x)[s.x_off..s.x_off + s.outer * block];
+    s.for_blocks(st, ctx, |first, chunk, st| {
+        let x = s.x(st);
         let param = |p: Option<(Slot, usize)>| p.map(|(slot, off)| &st.get::<f32>(slot)[off..off + s.n]);
         let (g, b) = (param(l.gamma), param(l.beta));
-        let out = &mut out[..s.outer * block];
-        ctx.chunks(out, block, (PAR_MIN / block.max(1)).max(1), |first, chunk| {
-            for (k, d) in chunk.chunks_mut(block).enumerate() {
-                let src = &x[(first + k) * block..(first + k + 1) * block];
-                norm_block(src, d, s.n, s.inner, l.eps, g, b);
-            }
-            ctx.round(chunk);
-        });
+        for (k, d) in chunk.chunks_mut(block).enumerate() {
+            let src = &x[(first + k) * block..(first + k + 1) * block];
+            norm_block(src, d, s.n, s.inner, l.eps, g, b);
+        }
     });
 }
 

@@ -10,7 +10,7 @@ use super::constants::literal_tensor;
 use super::{Planner, Tensor, elementwise, linalg, shape};
 use crate::error::{CpuError, OpErrorKind, Result};
 use crate::kernels::Step;
-use crate::kernels::data::{Cast, Dequantize, Quantize, Select};
+use crate::kernels::data::{Affine, Cast, Quantize, Select};
 use crate::kernels::reduce::{LayerNorm, Reduce, ReduceKind, Rows, Softmax};
 use crate::layout::{Class, View};
 
@@ -48,8 +48,7 @@ pub(crate) fn lower(p: &mut Planner, i: usize, op: &Operation) -> Result<()> {
         "matmul" => linalg::matmul(p, op),
         "linear" => linalg::linear(p, op),
         "conv" => linalg::conv(p, op),
-        "quantize" => quantize(p, op),
-        "dequantize" | "constexpr_affine_dequantize" => dequantize(p, op),
+        "quantize" | "dequantize" | "constexpr_affine_dequantize" => affine(p, op),
         o if UNARY.contains(&o) || BINARY.contains(&o) => elementwise::lower(p, i, op),
         o => Err(CpuError::op(
             op,
@@ -146,6 +145,18 @@ fn split3(shape: &[usize], first: usize, last: usize) -> (usize, usize, usize) {
     )
 }
 
+/// The rows of a contiguous input `x` (read from its offset) into a fresh dense `out`.
+fn rows(x: &Tensor, out: &Tensor, (outer, n, inner): (usize, usize, usize)) -> Rows {
+    Rows {
+        x: x.view.slot,
+        x_off: x.view.offset,
+        out: out.view.slot,
+        outer,
+        n,
+        inner,
+    }
+}
+
 fn softmax(p: &mut Planner, i: usize, op: &Operation) -> Result<()> {
     let (dtype, shape) = p.out_type(op, 0);
     let rank = shape.len();
@@ -172,14 +183,7 @@ fn softmax(p: &mut Planner, i: usize, op: &Operation) -> Result<()> {
     let x = p.arg(op, "x")?;
     let x = p.contiguous(op, x)?;
     let out = p.dense(dtype, &shape);
-    let rows = Rows {
-        x: x.view.slot,
-        x_off: x.view.offset,
-        out: out.view.slot,
-        outer,
-        n,
-        inner,
-    };
+    let rows = rows(&x, &out, (outer, n, inner));
     p.emit(Step::Softmax(Softmax { rows, pre: None }));
     p.bind_out(op, 0, out);
     Ok(())
@@ -264,14 +268,7 @@ fn layer_norm(p: &mut Planner, op: &Operation) -> Result<()> {
     };
     let (gamma, beta) = (param("gamma")?, param("beta")?);
     let out = p.dense(dtype, &shape);
-    let rows = Rows {
-        x: x.view.slot,
-        x_off: x.view.offset,
-        out: out.view.slot,
-        outer,
-        n,
-        inner,
-    };
+    let rows = rows(&x, &out, (outer, n, inner));
     p.emit(Step::LayerNorm(LayerNorm {
         rows,
         gamma,
@@ -304,8 +301,15 @@ fn per_axis(op: &Operation, t: &Tensor, axis: Option<usize>, shape: &[usize]) ->
     }
 }
 
-fn quantize(p: &mut Planner, op: &Operation) -> Result<()> {
-    let x = p.arg(op, "input")?;
+/// `quantize`, `dequantize` and `constexpr_affine_dequantize`: the same operands, broadcast
+/// the same way; only the element function differs.
+fn affine(p: &mut Planner, op: &Operation) -> Result<()> {
+    let input = if op.op == "constexpr_affine_dequantize" {
+        "quantized_data"
+    } else {
+        "input"
+    };
+    let x = p.arg(op, input)?;
     let scale = p.arg(op, "scale")?;
     let zp = p.opt_arg(op, "zero_point")?;
     let (dtype, shape) = p.out_type(op, 0);
@@ -314,51 +318,30 @@ fn quantize(p: &mut Planner, op: &Operation) -> Result<()> {
         Some(_) => Some(Args::new(op, &lits).axis("axis", 0, shape.len())?),
         None => None,
     };
-    let (lo, hi) = dtype.int_range().ok_or_else(|| unsupported_dtype(op, dtype))?;
+    // Only quantize has an integer range (and needs one).
+    let range = (op.op == "quantize")
+        .then(|| dtype.int_range().ok_or_else(|| unsupported_dtype(op, dtype)))
+        .transpose()?;
     let out = p.dense(dtype, &shape);
     let sv = per_axis(op, &scale, axis, &shape)?;
     let zv = zp.as_ref().map(|z| per_axis(op, z, axis, &shape)).transpose()?;
     let mut views = vec![&out.view, &x.view, &sv];
     views.extend(zv.as_ref());
     let walk = p.walk(op, &shape, &views)?;
-    let q = Quantize {
+    let affine = Affine {
         out: out.view.slot,
         x: x.view.slot,
         scale: sv.slot,
         zero_point: zv.as_ref().map(|z| z.slot),
-        range: (lo as i64, hi as i64),
         walk,
     };
-    p.emit(Step::Quantize(q));
-    p.bind_out(op, 0, out);
-    Ok(())
-}
-
-fn dequantize(p: &mut Planner, op: &Operation) -> Result<()> {
-    let affine = op.op == "constexpr_affine_dequantize";
-    let q = p.arg(op, if affine { "quantized_data" } else { "input" })?;
-    let scale = p.arg(op, "scale")?;
-    let zp = p.opt_arg(op, "zero_point")?;
-    let (dtype, shape) = p.out_type(op, 0);
-    let lits = p.lits.clone();
-    let axis = match Args::new(op, &lits).ints("axis")? {
-        Some(_) => Some(Args::new(op, &lits).axis("axis", 0, shape.len())?),
-        None => None,
-    };
-    let out = p.dense(dtype, &shape);
-    let sv = per_axis(op, &scale, axis, &shape)?;
-    let zv = zp.as_ref().map(|z| per_axis(op, z, axis, &shape)).transpose()?;
-    let mut views = vec![&out.view, &q.view, &sv];
-    views.extend(zv.as_ref());
-    let walk = p.walk(op, &shape, &views)?;
-    let d = Dequantize {
-        out: out.view.slot,
-        q: q.view.slot,
-        scale: sv.slot,
-        zero_point: zv.as_ref().map(|z| z.slot),
-        walk,
-    };
-    p.emit(Step::Dequantize(d));
+    p.emit(match range {
+        Some((lo, hi)) => Step::Quantize(Quantize {
+            affine,
+            range: (lo as i64, hi as i64),
+        }),
+        None => Step::Dequantize(affine),
+    });
     p.bind_out(op, 0, out);
     Ok(())
 }

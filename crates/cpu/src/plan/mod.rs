@@ -223,15 +223,7 @@ impl<'a> Planner<'a> {
                 Class::I => self.st.push_i(vec![0; len]),
                 Class::B => self.st.push_b(vec![0; len]),
             };
-            self.slots.insert(
-                slot,
-                SlotInfo {
-                    runtime: false,
-                    cap: len,
-                    refs: 0,
-                    used_at_runtime: false,
-                },
-            );
+            self.register_const(slot, len);
             return slot;
         }
         let cap = |s: &Slot, sl: &HashMap<Slot, SlotInfo>| sl[s].cap;
@@ -316,7 +308,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Records a constant slot made outside `alloc`.
+    /// Records a constant slot: filled at compile time, so never on the free list.
     pub(crate) fn register_const(&mut self, slot: Slot, len: usize) {
         self.slots.insert(
             slot,
