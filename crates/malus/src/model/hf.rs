@@ -239,9 +239,79 @@ fn to_f32(view: &safetensors::tensor::TensorView, name: &str, file: &Path) -> Re
     Ok(data)
 }
 
+/// The tensor shapes a safetensors file declares, read from its header alone.
+fn header_shapes(file: &Path) -> Result<HashMap<String, Vec<usize>>> {
+    use std::io::Read;
+    let bad = |why: &str| anyhow!("{}: not a safetensors file ({why})", file.display());
+    let mut f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let size = f.metadata()?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).map_err(|_| bad("shorter than its header"))?;
+    let n = u64::from_le_bytes(n);
+    ensure!(
+        n <= size.saturating_sub(8) && n <= 100 << 20,
+        bad("header length past the file")
+    );
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|_| bad("truncated header"))?;
+    let v: Value = serde_json::from_slice(&header).map_err(|_| bad("header is not JSON"))?;
+    let obj = v.as_object().ok_or_else(|| bad("header is not an object"))?;
+    Ok(obj
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(k, t)| {
+            let shape = t.get("shape")?.as_array()?;
+            let dims: Option<Vec<usize>> = shape.iter().map(|d| d.as_u64().map(|d| d as usize)).collect();
+            Some((k.clone(), dims?))
+        })
+        .collect())
+}
+
+/// Checks, from the weight files' headers and before anything is allocated for it, that every
+/// tensor `config.json` implies is stored with the shape it implies.
+fn check_shapes(dir: &Path, files: &[PathBuf], c: &Config) -> Result<()> {
+    let mut stored = HashMap::new();
+    for file in files {
+        for (name, shape) in header_shapes(file)? {
+            stored.insert(name, (shape, file.clone()));
+        }
+    }
+    let mut missing = Vec::new();
+    for (name, shape) in Params::shapes(c) {
+        match stored.get(&name) {
+            Some((s, file)) => ensure!(
+                *s == shape,
+                "{}: tensor {name} has shape {s:?}, but config.json implies {shape:?}",
+                file.display()
+            ),
+            // A tied head's weight may be stored under the embedding's name only.
+            None if name == "lm_head.weight" => {}
+            None => missing.push(name),
+        }
+    }
+    ensure!(
+        missing.is_empty(),
+        "{}: missing tensor(s) {}",
+        dir.display(),
+        shown(&missing)
+    );
+    Ok(())
+}
+
+/// Up to five names, and how many more.
+fn shown(names: &[String]) -> String {
+    let more = names.len().saturating_sub(5);
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if more > 0 {
+        s += &format!(" and {more} more");
+    }
+    s
+}
+
 /// Reads every parameter of `c` from the directory's weight files, one shard in memory at a time.
 pub fn load_params(dir: &Path, c: &Config) -> Result<Params> {
     let files = weight_files(dir)?;
+    check_shapes(dir, &files, c)?;
     let mut p = Params::zeros(c);
     let index: HashMap<String, usize> = p
         .tensors
@@ -291,14 +361,6 @@ pub fn load_params(dir: &Path, c: &Config) -> Result<Params> {
             found[i] = Some(file.clone());
         }
     }
-    let shown = |names: &[String]| {
-        let more = names.len().saturating_sub(5);
-        let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-        if more > 0 {
-            s += &format!(" and {more} more");
-        }
-        s
-    };
     let missing: Vec<String> = p
         .tensors
         .iter()

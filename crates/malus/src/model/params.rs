@@ -42,43 +42,60 @@ pub struct Params {
     pub layers: Vec<LayerIds>,
 }
 
+/// Tensor names and shapes in order, and the indices [`Params`] keeps.
+type Layout = (
+    Vec<(String, Vec<usize>)>,
+    usize,
+    usize,
+    Option<usize>,
+    Vec<LayerIds>,
+);
+
+fn layout(c: &Config) -> Layout {
+    let mut specs = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>| {
+        specs.push((name, shape));
+        specs.len() - 1
+    };
+    let embed = add("model.embed_tokens.weight".into(), vec![c.vocab, c.dim]);
+    let mut layers = Vec::new();
+    for l in 0..c.layers {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        layers.push(LayerIds {
+            attn_norm: add(p("input_layernorm.weight"), vec![c.dim]),
+            wq: add(p("self_attn.q_proj.weight"), vec![c.q_dim(), c.dim]),
+            wk: add(p("self_attn.k_proj.weight"), vec![c.kv_dim(), c.dim]),
+            wv: add(p("self_attn.v_proj.weight"), vec![c.kv_dim(), c.dim]),
+            wo: add(p("self_attn.o_proj.weight"), vec![c.dim, c.q_dim()]),
+            q_norm: c
+                .qk_norm
+                .then(|| add(p("self_attn.q_norm.weight"), vec![c.head_dim])),
+            k_norm: c
+                .qk_norm
+                .then(|| add(p("self_attn.k_norm.weight"), vec![c.head_dim])),
+            ffn_norm: add(p("post_attention_layernorm.weight"), vec![c.dim]),
+            w1: add(p("mlp.gate_proj.weight"), vec![c.hidden, c.dim]),
+            w2: add(p("mlp.down_proj.weight"), vec![c.dim, c.hidden]),
+            w3: add(p("mlp.up_proj.weight"), vec![c.hidden, c.dim]),
+        });
+    }
+    let final_norm = add("model.norm.weight".into(), vec![c.dim]);
+    let cls = (!c.tied).then(|| add("lm_head.weight".into(), vec![c.vocab, c.dim]));
+    (specs, embed, final_norm, cls, layers)
+}
+
 impl Params {
     /// Zero tensors with the config's shapes (Hugging Face Llama names).
     pub fn zeros(c: &Config) -> Params {
-        let mut tensors = Vec::new();
-        let mut add = |name: String, shape: Vec<usize>| {
-            let n = shape.iter().product();
-            tensors.push(Tensor {
+        let (specs, embed, final_norm, cls, layers) = layout(c);
+        let tensors = specs
+            .into_iter()
+            .map(|(name, shape)| Tensor {
+                data: vec![0.0; shape.iter().product()],
                 name,
                 shape,
-                data: vec![0.0; n],
-            });
-            tensors.len() - 1
-        };
-        let embed = add("model.embed_tokens.weight".into(), vec![c.vocab, c.dim]);
-        let mut layers = Vec::new();
-        for l in 0..c.layers {
-            let p = |s: &str| format!("model.layers.{l}.{s}");
-            layers.push(LayerIds {
-                attn_norm: add(p("input_layernorm.weight"), vec![c.dim]),
-                wq: add(p("self_attn.q_proj.weight"), vec![c.q_dim(), c.dim]),
-                wk: add(p("self_attn.k_proj.weight"), vec![c.kv_dim(), c.dim]),
-                wv: add(p("self_attn.v_proj.weight"), vec![c.kv_dim(), c.dim]),
-                wo: add(p("self_attn.o_proj.weight"), vec![c.dim, c.q_dim()]),
-                q_norm: c
-                    .qk_norm
-                    .then(|| add(p("self_attn.q_norm.weight"), vec![c.head_dim])),
-                k_norm: c
-                    .qk_norm
-                    .then(|| add(p("self_attn.k_norm.weight"), vec![c.head_dim])),
-                ffn_norm: add(p("post_attention_layernorm.weight"), vec![c.dim]),
-                w1: add(p("mlp.gate_proj.weight"), vec![c.hidden, c.dim]),
-                w2: add(p("mlp.down_proj.weight"), vec![c.dim, c.hidden]),
-                w3: add(p("mlp.up_proj.weight"), vec![c.hidden, c.dim]),
-            });
-        }
-        let final_norm = add("model.norm.weight".into(), vec![c.dim]);
-        let cls = (!c.tied).then(|| add("lm_head.weight".into(), vec![c.vocab, c.dim]));
+            })
+            .collect();
         Params {
             tensors,
             embed,
@@ -86,6 +103,12 @@ impl Params {
             cls,
             layers,
         }
+    }
+
+    /// The names and shapes of the config's tensors, in order, allocating nothing for their
+    /// data (to check a file against a config before reading it).
+    pub fn shapes(c: &Config) -> Vec<(String, Vec<usize>)> {
+        layout(c).0
     }
 
     /// Random initialisation (maderix/ANE's scheme, E.7): uniform ±1/√fan_in for projections,
