@@ -25,7 +25,7 @@ pub type Series = Vec<(f64, f64)>;
 
 /// The series of a metrics file that have at least the step.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Metrics {
+pub struct Curves {
     pub train_loss: Series,
     pub val_loss: Series,
     pub lr: Series,
@@ -34,7 +34,7 @@ pub struct Metrics {
     pub elapsed: Series,
 }
 
-impl Metrics {
+impl Curves {
     fn series_mut(&mut self) -> [(&'static str, &mut Series); 6] {
         [
             ("train_loss", &mut self.train_loss),
@@ -51,10 +51,10 @@ impl Metrics {
 /// from a line (or not a finite number, e.g. a NaN written as `null`) is skipped for that
 /// series. When a step appears twice (a run resumed from an earlier checkpoint) the later line
 /// wins, so a resumed run plots as one curve.
-pub fn read_metrics(path: &Path) -> Result<Metrics> {
+pub fn read_metrics(path: &Path) -> Result<Curves> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading metrics {}", path.display()))?;
-    let mut m = Metrics::default();
+    let mut m = Curves::default();
     let mut records = 0;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -183,7 +183,7 @@ const SMOOTH_MIN_POINTS: usize = 30;
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error + 'static>>;
 
-fn draw(root: &Area, m: &Metrics, title: &str) -> DrawResult<()> {
+fn draw(root: &Area, m: &Curves, title: &str) -> DrawResult<()> {
     root.fill(&WHITE)?;
     let root = root.titled(title, (FAMILY, 28))?;
     let all_steps = m.train_loss.iter().chain(&m.val_loss).chain(&m.lr).map(|p| p.0);
