@@ -1,21 +1,14 @@
 //! `malus mil check` and `malus mil fmt` as a user runs them.
 
 use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
+use common::malus;
 
 // The .npy reader/writer is the command's code; compile it in here too.
 #[allow(dead_code)]
 #[path = "../src/bin/malus/npy.rs"]
 mod npy;
-
-fn malus(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_malus"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mil/tests/fixtures/mil-real")

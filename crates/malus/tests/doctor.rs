@@ -1,7 +1,9 @@
 //! `malus doctor` as a user runs it, and the probe library's public API (report, budget, lint
 //! predictions) against `malus_ane`'s fake backend.
 
-use std::process::Command;
+mod common;
+
+use common::malus;
 
 // The probe is the command's code (it lives beside `main.rs`); compile it in here too.
 #[allow(dead_code)]
@@ -13,15 +15,6 @@ use malus_ane::{Ane, AneConfig, CompileCounter};
 use malus_cpu::Numerics;
 use malus_mil::lint::Target;
 use probe::{OsInfo, Probe, Report, SCHEMA, compare, reference, run_probe, run_probes};
-
-fn malus(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_malus"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
 
 fn on_a_mac_with_an_ane() -> bool {
     malus_ane::availability().is_ok()

@@ -231,6 +231,17 @@ impl FakeBackend {
         self.st().events.clear()
     }
 
+    /// The sizes of the surfaces created, in order.
+    pub fn surface_sizes(&self) -> Vec<usize> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::SurfaceCreate { bytes, .. } => Some(bytes),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The messages sent, in order: (receiver, selector, arguments).
     pub fn sends(&self) -> Vec<(Value, Selector, Vec<Value>)> {
         self.events()

@@ -125,42 +125,17 @@ fn wrong_lengths_are_buffer_size_errors() {
         matches!(&e, Error::BufferSize { kernel, name, expected: 32, got: 31 } if kernel == "attn" && name == "b"),
         "{e}"
     );
-    let e = k.write_input_bytes("a", &[0; 33]).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::BufferSize {
-                expected: 32,
-                got: 33,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let e = k.read_output_f32("y", &mut [0.0; 33]).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::BufferSize {
-                expected: 32,
-                got: 33,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let e = k.read_output_bytes("y", &mut [0; 64]).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::BufferSize {
-                expected: 128,
-                got: 64,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    let errors = [
+        (k.write_input_bytes("a", &[0; 33]).unwrap_err(), 32, 33),
+        (k.read_output_f32("y", &mut [0.0; 33]).unwrap_err(), 32, 33),
+        (k.read_output_bytes("y", &mut [0; 64]).unwrap_err(), 128, 64),
+    ];
+    for (e, want, given) in errors {
+        assert!(
+            matches!(e, Error::BufferSize { expected, got, .. } if expected == want && got == given),
+            "{e}"
+        );
+    }
     let e = k.write_input_f16("b", &[f16::ZERO; 3]).unwrap_err();
     assert!(matches!(e, Error::BufferSize { .. }), "{e}");
 }
@@ -236,14 +211,7 @@ fn padded_allocations_keep_data_packed_at_offset_zero() {
         ..config()
     });
     let mut k = ane.compile(&spec()).unwrap();
-    let sizes: Vec<_> = fake
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::SurfaceCreate { bytes, .. } => Some(bytes),
-            _ => None,
-        })
-        .collect();
+    let sizes: Vec<_> = fake.surface_sizes();
     assert_eq!(sizes, [128, 128, 128]);
     k.write_input_f32("a", &[3.0; 16]).unwrap();
     let raw = fake.surface_contents(1);

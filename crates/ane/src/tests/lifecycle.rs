@@ -159,14 +159,7 @@ fn qos_is_configurable_for_every_call() {
 fn surfaces_are_one_per_tensor_zeroed_and_sized_from_the_signature() {
     let fake = FakeBackend::new();
     let k = open(&fake).compile(&spec()).unwrap();
-    let created: Vec<_> = fake
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::SurfaceCreate { bytes, .. } => Some(bytes),
-            _ => None,
-        })
-        .collect();
+    let created: Vec<_> = fake.surface_sizes();
     // b: 32 fp16, a: 16 fp16, y: 32 fp32 — spec order, exact sizes.
     assert_eq!(created, [64, 32, 128]);
     for n in 0..3 {

@@ -38,6 +38,16 @@ pub fn loss_and_grads(
     (loss, model.grads(p, scale))
 }
 
+/// Runs the `malus` command; returns its exit code and what it printed (stdout, then stderr).
+pub fn malus(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_malus"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// `seq + 1` random token ids below the vocabulary.
 pub fn tokens(c: &Config, seed: u64) -> Vec<u32> {
     let mut r = Rng::new(seed);

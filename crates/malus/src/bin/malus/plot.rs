@@ -183,6 +183,21 @@ const SMOOTH_MIN_POINTS: usize = 30;
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error + 'static>>;
 
+/// The series labels of a chart, in its upper-right corner.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+) -> DrawResult<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .margin(12)
+        .label_font((FAMILY, 17))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .draw()?;
+    Ok(())
+}
+
 fn draw(root: &Area, m: &Curves, title: &str) -> DrawResult<()> {
     root.fill(&WHITE)?;
     let root = root.titled(title, (FAMILY, 28))?;
@@ -256,14 +271,7 @@ fn draw(root: &Area, m: &Curves, title: &str) -> DrawResult<()> {
             chart.draw_series(m.val_loss.iter().map(|&p| Circle::new(p, r, VAL.filled())))?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .margin(12)
-        .label_font((FAMILY, 17))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .draw()?;
+    legend(&mut chart)?;
 
     if let Some(area) = lr_area {
         let (_, hi) = padded(m.lr.iter().map(|p| p.1), 1e-4);
@@ -293,14 +301,7 @@ fn draw(root: &Area, m: &Curves, title: &str) -> DrawResult<()> {
             .draw_series(LineSeries::new(m.lr.iter().copied(), LR.stroke_width(2)))?
             .label("learning rate")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], LR.stroke_width(3)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .margin(12)
-            .label_font((FAMILY, 17))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+        legend(&mut chart)?;
     }
     Ok(())
 }
