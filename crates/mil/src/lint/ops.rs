@@ -238,13 +238,8 @@ impl Linter {
                     let cap = self.target.max_conv_kernel_width();
                     if *kw > 13 {
                         // ANEForge; ane-bridge (M5): kernel width ≤ 13 on M1, ≤ 15 on M5.
-                        let sev = if *kw > 15 {
-                            PerChip::all(E)
-                        } else {
-                            PerChip { m12: E, m3: W, m4: N }
-                        };
                         self.emit(
-                            sev,
+                            PerChip::past_limit(*kw, 15, PerChip { m12: E, m3: W, m4: N }),
                             op.span,
                             "ane-conv-kernel",
                             format!("conv kernel width {kw} exceeds {cap}"),

@@ -62,13 +62,8 @@ impl Linter {
                 d.known().filter(|&n| n > limit)
             };
             if let Some(big) = shape.iter().enumerate().find_map(over) {
-                let sev = if big > 65536 {
-                    PerChip::all(E)
-                } else {
-                    PerChip { m12: E, m3: E, m4: N }
-                };
                 self.emit(
-                    sev,
+                    PerChip::past_limit(big, 65536, PerChip { m12: E, m3: E, m4: N }),
                     op.span,
                     "ane-extent",
                     format!("`{name}` has an axis of {big}, over the cap {cap}"),

@@ -73,4 +73,10 @@ impl PerChip {
             Target::Strictest => self.m12.max(self.m3).max(self.m4),
         }
     }
+
+    /// A limit that differs per family: past `loosest` (what the most permissive family allows)
+    /// an error everywhere, otherwise `within` (the families whose own limit is lower).
+    pub(super) fn past_limit(value: usize, loosest: usize, within: PerChip) -> PerChip {
+        if value > loosest { PerChip::all(E) } else { within }
+    }
 }
