@@ -39,6 +39,33 @@ pub(in crate::infer) fn opt_axis(c: &Ctx, rank: usize) -> Result<Option<usize>, 
     }
 }
 
+/// Checks `scale` (floating point) and, when given, `zero_point` (of dtype `zero_dtype`) against
+/// the data shape; returns the scale's dtype.
+fn check_scale_and_zero_point(
+    c: &Ctx,
+    data: &[Dim],
+    axis: Option<usize>,
+    zero_dtype: DType,
+) -> Result<DType, InferError> {
+    let sd = check_qparam(c, "scale", data, axis)?;
+    if !sd.is_float() {
+        return c.err("scale", "must be floating point");
+    }
+    if c.has("zero_point") && check_qparam(c, "zero_point", data, axis)? != zero_dtype {
+        return c.err("zero_point", format!("must have dtype {zero_dtype}"));
+    }
+    Ok(sd)
+}
+
+/// A quantized tensor argument: `int8` or `uint8`.
+fn quantized_tensor<'a>(c: &Ctx<'_, 'a>, name: &str) -> Result<(DType, &'a [Dim]), InferError> {
+    let (d, s) = c.tensor(name)?;
+    if !matches!(d, DType::Int8 | DType::Uint8) {
+        return c.err(name, format!("expected int8 or uint8, found {d}"));
+    }
+    Ok((d, s))
+}
+
 pub(in crate::infer) fn infer_quantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
     let (_, s) = c.float_tensor("input")?;
     let axis = opt_axis(c, s.len())?;
@@ -53,44 +80,21 @@ pub(in crate::infer) fn infer_quantize(c: &Ctx) -> Result<Vec<Type>, InferError>
             );
         }
     };
-    let sd = check_qparam(c, "scale", s, axis)?;
-    if !sd.is_float() {
-        return c.err("scale", "must be floating point");
-    }
-    if c.has("zero_point") && check_qparam(c, "zero_point", s, axis)? != od {
-        return c.err("zero_point", format!("must have dtype {od}"));
-    }
+    check_scale_and_zero_point(c, s, axis, od)?;
     Ok(vec![tensor(od, s.to_vec())])
 }
 
 pub(in crate::infer) fn infer_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
-    let (d, s) = c.tensor("input")?;
-    if !matches!(d, DType::Int8 | DType::Uint8) {
-        return c.err("input", format!("expected int8 or uint8, found {d}"));
-    }
+    let (d, s) = quantized_tensor(c, "input")?;
     let axis = opt_axis(c, s.len())?;
-    let sd = check_qparam(c, "scale", s, axis)?;
-    if !sd.is_float() {
-        return c.err("scale", "must be floating point");
-    }
-    if c.has("zero_point") && check_qparam(c, "zero_point", s, axis)? != d {
-        return c.err("zero_point", format!("must have dtype {d}"));
-    }
+    let sd = check_scale_and_zero_point(c, s, axis, d)?;
     Ok(vec![tensor(sd, s.to_vec())])
 }
 
 pub(in crate::infer) fn infer_affine_dequantize(c: &Ctx) -> Result<Vec<Type>, InferError> {
-    let (d, s) = c.tensor("quantized_data")?;
-    if !matches!(d, DType::Int8 | DType::Uint8) {
-        return c.err("quantized_data", format!("expected int8 or uint8, found {d}"));
-    }
+    let (d, s) = quantized_tensor(c, "quantized_data")?;
     let axis = Some(c.axis("axis", c.const_int("axis")?, s.len())?);
-    let sd = check_qparam(c, "scale", s, axis)?;
-    if !sd.is_float() {
-        return c.err("scale", "must be floating point");
-    }
-    if check_qparam(c, "zero_point", s, axis)? != d {
-        return c.err("zero_point", format!("must have dtype {d}"));
-    }
+    // zero_point is required here: `infer` has checked it is present.
+    let sd = check_scale_and_zero_point(c, s, axis, d)?;
     Ok(vec![tensor(sd, s.to_vec())])
 }
