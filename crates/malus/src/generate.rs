@@ -8,15 +8,11 @@
 //! any number of tokens while every prediction still sees at least `seq / 2` tokens of context.
 //! [`Generator::step`] is the strict form that refuses a token past the window instead.
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
-use rayon::prelude::*;
-
 use crate::data::Tok;
+use crate::host::ops::{add_scaled, attend, head_rmsnorm, matvec, rmsnorm, rope, rope_sin_cos, silu_gate};
 use crate::model::{Config, Params};
 use crate::rng::Rng;
-
-/// Below this many multiply-adds a matvec stays on one thread (rayon's overhead dominates).
-const PAR_MIN_WORK: usize = 1 << 16;
+use anyhow::{Context, Result, anyhow, bail, ensure};
 
 /// A decoding session: the model's weights and a KV cache of the tokens seen so far.
 pub struct Generator<'a> {
@@ -28,8 +24,6 @@ pub struct Generator<'a> {
     v: Vec<Vec<f32>>,
     /// The tokens whose keys and values are cached; the index is the RoPE position.
     window: Vec<u32>,
-    /// `theta^(2i/head_dim)`, computed as the reference does, in f64.
-    rope_denom: Vec<f64>,
     /// How many times the window restarted (see the module docs).
     slides: usize,
 }
@@ -40,16 +34,12 @@ impl<'a> Generator<'a> {
     pub fn new(cfg: &'a Config, params: &'a Params) -> Result<Generator<'a>> {
         cfg.validate()?;
         check_shapes(cfg, params)?;
-        let hd = cfg.head_dim as f64;
         Ok(Generator {
             cfg,
             params,
             k: vec![Vec::with_capacity(cfg.seq * cfg.kv_dim()); cfg.layers],
             v: vec![Vec::with_capacity(cfg.seq * cfg.kv_dim()); cfg.layers],
             window: Vec::with_capacity(cfg.seq),
-            rope_denom: (0..cfg.head_dim / 2)
-                .map(|i| cfg.rope_theta.powf(2.0 * i as f64 / hd))
-                .collect(),
             slides: 0,
         })
     }
@@ -144,7 +134,7 @@ impl<'a> Generator<'a> {
         let mut a = vec![0.0; dim];
         let mut h1 = vec![0.0; c.hidden];
         let mut h3 = vec![0.0; c.hidden];
-        let (sin, cos) = self.rope_at(pos);
+        let (sin, cos) = rope_sin_cos(c.rope_theta, hd, pos);
         for (li, l) in p.layers.iter().enumerate() {
             rmsnorm(&x, w(l.attn_norm), c.norm_eps, &mut n);
             matvec(w(l.wq), &n, &mut q);
@@ -158,18 +148,16 @@ impl<'a> Generator<'a> {
             self.k[li].extend_from_slice(&kv);
             matvec(w(l.wv), &n, &mut kv);
             self.v[li].extend_from_slice(&kv);
-            attend(&q, &self.k[li], &self.v[li], c, &mut o);
+            attend(&q, &self.k[li], &self.v[li], hd, c.group(), &mut o);
             matvec(w(l.wo), &o, &mut a);
-            x.iter_mut().zip(&a).for_each(|(xd, ad)| *xd += alpha * ad);
+            add_scaled(&mut x, alpha, &a);
 
             rmsnorm(&x, w(l.ffn_norm), c.norm_eps, &mut n);
             matvec(w(l.w1), &n, &mut h1);
             matvec(w(l.w3), &n, &mut h3);
-            h1.iter_mut()
-                .zip(&h3)
-                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            silu_gate(&mut h1, &h3);
             matvec(w(l.w2), &h1, &mut a);
-            x.iter_mut().zip(&a).for_each(|(xd, ad)| *xd += alpha * ad);
+            add_scaled(&mut x, alpha, &a);
         }
         self.window.push(token);
         want_logits.then(|| {
@@ -178,17 +166,6 @@ impl<'a> Generator<'a> {
             matvec(w(p.classifier()), &n, &mut logits);
             logits
         })
-    }
-
-    /// `sin` and `cos` of the RoPE angles at `pos`, computed in f64 (angles reach `seq` rad).
-    fn rope_at(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
-        self.rope_denom
-            .iter()
-            .map(|d| {
-                let (s, c) = (pos as f64 / d).sin_cos();
-                (s as f32, c as f32)
-            })
-            .unzip()
     }
 }
 
@@ -238,99 +215,6 @@ fn check_shapes(c: &Config, p: &Params) -> Result<()> {
         expect(l.w2, &[d, h])?;
     }
     Ok(())
-}
-
-fn rmsnorm(x: &[f32], w: &[f32], eps: f64, out: &mut [f32]) {
-    let ms = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / x.len() as f64;
-    let r = (1.0 / (ms + eps).sqrt()) as f32;
-    out.iter_mut()
-        .zip(x.iter().zip(w))
-        .for_each(|(o, (v, g))| *o = v * r * g);
-}
-
-/// Qwen3's q/k norm: each head's `hd` channels RMS-normalised, times a weight shared by all heads.
-fn head_rmsnorm(v: &mut [f32], hd: usize, w: &[f32], eps: f64) {
-    let mut n = vec![0.0; hd];
-    for head in v.chunks_exact_mut(hd) {
-        rmsnorm(head, w, eps, &mut n);
-        head.copy_from_slice(&n);
-    }
-}
-
-/// llama2.c pairing: channels (2i, 2i+1) of each head rotate together.
-fn rope(v: &mut [f32], hd: usize, sin: &[f32], cos: &[f32]) {
-    for head in v.chunks_exact_mut(hd) {
-        for (pair, (s, c)) in head.chunks_exact_mut(2).zip(sin.iter().zip(cos)) {
-            let (x0, x1) = (pair[0], pair[1]);
-            pair[0] = x0 * c - x1 * s;
-            pair[1] = x0 * s + x1 * c;
-        }
-    }
-}
-
-/// Eight independent partial sums, so the compiler can keep them in SIMD lanes without
-/// reassociating floating-point adds itself.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    let mut acc = [0.0f32; 8];
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `out = W x` for a row-major `[out, in]` weight; rows split over threads when large.
-fn matvec(w: &[f32], x: &[f32], out: &mut [f32]) {
-    let rows = w.chunks_exact(x.len());
-    debug_assert_eq!(rows.len(), out.len());
-    if w.len() >= PAR_MIN_WORK {
-        out.par_iter_mut()
-            .zip(w.par_chunks_exact(x.len()))
-            .with_min_len(16)
-            .for_each(|(o, row)| *o = dot(row, x));
-    } else {
-        out.iter_mut().zip(rows).for_each(|(o, row)| *o = dot(row, x));
-    }
-}
-
-/// Causal attention of the newest query over every cached position; query head `h` reads
-/// kv head `h / group`.
-fn attend(q: &[f32], k: &[f32], v: &[f32], c: &Config, o: &mut [f32]) {
-    let (hd, kv_dim, group) = (c.head_dim, c.kv_dim(), c.group());
-    let len = k.len() / kv_dim;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let head = |h: usize, oh: &mut [f32]| {
-        let kvh = h / group;
-        let qh = &q[h * hd..(h + 1) * hd];
-        let mut s: Vec<f32> = (0..len)
-            .map(|j| dot(qh, &k[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd]) * scale)
-            .collect();
-        let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut z = 0.0;
-        s.iter_mut().for_each(|e| {
-            *e = (*e - m).exp();
-            z += *e;
-        });
-        oh.fill(0.0);
-        for (j, e) in s.iter().enumerate() {
-            let vj = &v[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
-            let pj = e / z;
-            oh.iter_mut().zip(vj).for_each(|(od, vd)| *od += pj * vd);
-        }
-    };
-    if len * c.q_dim() >= PAR_MIN_WORK {
-        o.par_chunks_mut(hd).enumerate().for_each(|(h, oh)| head(h, oh));
-    } else {
-        o.chunks_mut(hd).enumerate().for_each(|(h, oh)| head(h, oh));
-    }
 }
 
 /// How to pick each next token.
