@@ -33,7 +33,7 @@ impl<'a> Generator<'a> {
     /// rather than as a slice panic mid-forward.
     pub fn new(cfg: &'a Config, params: &'a Params) -> Result<Generator<'a>> {
         cfg.validate()?;
-        check_shapes(cfg, params)?;
+        params.check(cfg)?;
         Ok(Generator {
             cfg,
             params,
@@ -167,54 +167,6 @@ impl<'a> Generator<'a> {
             logits
         })
     }
-}
-
-fn check_shapes(c: &Config, p: &Params) -> Result<()> {
-    let expect = |id: usize, shape: &[usize]| -> Result<()> {
-        let t = p
-            .tensors
-            .get(id)
-            .ok_or_else(|| anyhow!("parameter index {id} out of range"))?;
-        ensure!(
-            t.shape == shape && t.data.len() == shape.iter().product::<usize>(),
-            "parameter {} has shape {:?}, the config needs {:?}",
-            t.name,
-            t.shape,
-            shape
-        );
-        Ok(())
-    };
-    ensure!(
-        p.layers.len() == c.layers,
-        "parameters have {} layers, the config {}",
-        p.layers.len(),
-        c.layers
-    );
-    let (d, q, kv, h) = (c.dim, c.q_dim(), c.kv_dim(), c.hidden);
-    expect(p.embed, &[c.vocab, d])?;
-    expect(p.final_norm, &[d])?;
-    expect(p.classifier(), &[c.vocab, d])?;
-    for l in &p.layers {
-        ensure!(
-            l.q_norm.is_some() == c.qk_norm && l.k_norm.is_some() == c.qk_norm,
-            "parameters {} q/k norm weights, the config has qk_norm = {}",
-            if l.q_norm.is_some() { "have" } else { "lack" },
-            c.qk_norm
-        );
-        for n in [l.q_norm, l.k_norm].into_iter().flatten() {
-            expect(n, &[c.head_dim])?;
-        }
-        expect(l.attn_norm, &[d])?;
-        expect(l.ffn_norm, &[d])?;
-        expect(l.wq, &[q, d])?;
-        expect(l.wk, &[kv, d])?;
-        expect(l.wv, &[kv, d])?;
-        expect(l.wo, &[d, q])?;
-        expect(l.w1, &[h, d])?;
-        expect(l.w3, &[h, d])?;
-        expect(l.w2, &[d, h])?;
-    }
-    Ok(())
 }
 
 /// How to pick each next token.
