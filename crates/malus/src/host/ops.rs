@@ -145,15 +145,11 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    fn random(n: usize, r: &mut Rng) -> Vec<f32> {
-        (0..n).map(|_| r.uniform(1.0)).collect()
-    }
-
     #[test]
     fn matvec_is_the_same_on_one_thread_and_many() {
         let mut r = Rng::new(1);
         let (rows, cols) = (300, 257); // above PAR_MIN_WORK, with a dot tail
-        let (w, x) = (random(rows * cols, &mut r), random(cols, &mut r));
+        let (w, x) = (r.uniform_vec(rows * cols, 1.0), r.uniform_vec(cols, 1.0));
         let mut par = vec![0.0; rows];
         matvec(&w, &x, &mut par);
         let serial: Vec<f32> = w.chunks_exact(cols).map(|row| dot(row, &x)).collect();
@@ -180,8 +176,8 @@ mod tests {
     fn attention_over_one_position_returns_its_value_and_heads_share_kv() {
         let mut r = Rng::new(2);
         let (hd, group) = (4, 2);
-        let q = random(4 * hd, &mut r); // 4 query heads, 2 kv heads
-        let (k, v) = (random(2 * hd, &mut r), random(2 * hd, &mut r));
+        let q = r.uniform_vec(4 * hd, 1.0); // 4 query heads, 2 kv heads
+        let (k, v) = (r.uniform_vec(2 * hd, 1.0), r.uniform_vec(2 * hd, 1.0));
         let mut o = vec![0.0; q.len()];
         attend(&q, &k, &v, hd, group, &mut o);
         assert_eq!(&o[..hd], &v[..hd]);
@@ -189,8 +185,8 @@ mod tests {
         assert_eq!(&o[3 * hd..], &v[hd..]);
         // Two positions: a convex mix, weighted by the softmax of the scaled scores.
         let (k2, v2) = (
-            [k.clone(), random(2 * hd, &mut r)].concat(),
-            [v.clone(), random(2 * hd, &mut r)].concat(),
+            [k.clone(), r.uniform_vec(2 * hd, 1.0)].concat(),
+            [v.clone(), r.uniform_vec(2 * hd, 1.0)].concat(),
         );
         attend(&q, &k2, &v2, hd, group, &mut o);
         let mut p = [
