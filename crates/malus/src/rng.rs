@@ -29,6 +29,11 @@ impl Rng {
         ((self.next_f64() * 2.0 - 1.0) * a) as f32
     }
 
+    /// `n` draws of [`uniform`](Self::uniform) (random test data).
+    pub fn uniform_vec(&mut self, n: usize, a: f64) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(a)).collect()
+    }
+
     /// Uniform integer in [0, n).
     pub fn below(&mut self, n: u64) -> u64 {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64

@@ -6,6 +6,7 @@ use malus_mil::{DType, Type, Weights};
 
 use super::Shape;
 use super::mil::Mil;
+use crate::host::ops::rope_angle;
 
 /// The constant tables of one kernel, each added to its weight file once.
 pub struct Consts<'s> {
@@ -64,9 +65,9 @@ impl<'s> Consts<'s> {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// RoPE angle of pair `i` at position `p`: p / θ^(2i/hd) (llama2.c).
+    /// RoPE angle of pair `i` at position `p`: the host decoder's, so both rotate alike.
     fn angle(&self, i: usize, p: usize) -> f64 {
-        p as f64 / self.s.rope_theta.powf(2.0 * i as f64 / self.s.head_dim as f64)
+        rope_angle(self.s.rope_theta, self.s.head_dim, i, p)
     }
 
     pub fn cos(&mut self, m: &mut Mil) -> Result<malus_mil::Var> {

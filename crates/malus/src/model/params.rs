@@ -1,7 +1,7 @@
 //! Model parameters as named f32 tensors (PyTorch/llama2.c orientation: a Linear weight is
 //! `[out, in]`, row-major), and their initialisation.
 
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Result, anyhow, bail, ensure};
 
 use super::Config;
 use crate::rng::Rng;
@@ -42,60 +42,62 @@ pub struct Params {
     pub layers: Vec<LayerIds>,
 }
 
-/// Tensor names and shapes in order, and the indices [`Params`] keeps.
-type Layout = (
-    Vec<(String, Vec<usize>)>,
-    usize,
-    usize,
-    Option<usize>,
-    Vec<LayerIds>,
-);
-
-fn layout(c: &Config) -> Layout {
-    let mut specs = Vec::new();
-    let mut add = |name: String, shape: Vec<usize>| {
-        specs.push((name, shape));
-        specs.len() - 1
-    };
-    let embed = add("model.embed_tokens.weight".into(), vec![c.vocab, c.dim]);
-    let mut layers = Vec::new();
-    for l in 0..c.layers {
-        let p = |s: &str| format!("model.layers.{l}.{s}");
-        layers.push(LayerIds {
-            attn_norm: add(p("input_layernorm.weight"), vec![c.dim]),
-            wq: add(p("self_attn.q_proj.weight"), vec![c.q_dim(), c.dim]),
-            wk: add(p("self_attn.k_proj.weight"), vec![c.kv_dim(), c.dim]),
-            wv: add(p("self_attn.v_proj.weight"), vec![c.kv_dim(), c.dim]),
-            wo: add(p("self_attn.o_proj.weight"), vec![c.dim, c.q_dim()]),
-            q_norm: c
-                .qk_norm
-                .then(|| add(p("self_attn.q_norm.weight"), vec![c.head_dim])),
-            k_norm: c
-                .qk_norm
-                .then(|| add(p("self_attn.k_norm.weight"), vec![c.head_dim])),
-            ffn_norm: add(p("post_attention_layernorm.weight"), vec![c.dim]),
-            w1: add(p("mlp.gate_proj.weight"), vec![c.hidden, c.dim]),
-            w2: add(p("mlp.down_proj.weight"), vec![c.dim, c.hidden]),
-            w3: add(p("mlp.up_proj.weight"), vec![c.hidden, c.dim]),
-        });
-    }
-    let final_norm = add("model.norm.weight".into(), vec![c.dim]);
-    let cls = (!c.tied).then(|| add("lm_head.weight".into(), vec![c.vocab, c.dim]));
-    (specs, embed, final_norm, cls, layers)
-}
-
 impl Params {
     /// Zero tensors with the config's shapes (Hugging Face Llama names).
     pub fn zeros(c: &Config) -> Params {
-        let (specs, embed, final_norm, cls, layers) = layout(c);
-        let tensors = specs
+        let mut p = Params::layout(c);
+        for t in &mut p.tensors {
+            t.data = vec![0.0; t.numel()];
+        }
+        p
+    }
+
+    /// The names and shapes of the config's tensors, in order, allocating nothing for their
+    /// data (to check a file against a config before reading it).
+    pub fn shapes(c: &Config) -> Vec<(String, Vec<usize>)> {
+        Params::layout(c)
+            .tensors
             .into_iter()
-            .map(|(name, shape)| Tensor {
-                data: vec![0.0; shape.iter().product()],
+            .map(|t| (t.name, t.shape))
+            .collect()
+    }
+
+    /// The tensors a config implies — names, shapes, order, indices — with empty data, so
+    /// [`check`](Self::check) need not allocate a model's worth of zeros.
+    fn layout(c: &Config) -> Params {
+        let mut tensors = Vec::new();
+        let mut add = |name: String, shape: Vec<usize>| {
+            tensors.push(Tensor {
                 name,
                 shape,
-            })
-            .collect();
+                data: Vec::new(),
+            });
+            tensors.len() - 1
+        };
+        let embed = add("model.embed_tokens.weight".into(), vec![c.vocab, c.dim]);
+        let mut layers = Vec::new();
+        for l in 0..c.layers {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            layers.push(LayerIds {
+                attn_norm: add(p("input_layernorm.weight"), vec![c.dim]),
+                wq: add(p("self_attn.q_proj.weight"), vec![c.q_dim(), c.dim]),
+                wk: add(p("self_attn.k_proj.weight"), vec![c.kv_dim(), c.dim]),
+                wv: add(p("self_attn.v_proj.weight"), vec![c.kv_dim(), c.dim]),
+                wo: add(p("self_attn.o_proj.weight"), vec![c.dim, c.q_dim()]),
+                q_norm: c
+                    .qk_norm
+                    .then(|| add(p("self_attn.q_norm.weight"), vec![c.head_dim])),
+                k_norm: c
+                    .qk_norm
+                    .then(|| add(p("self_attn.k_norm.weight"), vec![c.head_dim])),
+                ffn_norm: add(p("post_attention_layernorm.weight"), vec![c.dim]),
+                w1: add(p("mlp.gate_proj.weight"), vec![c.hidden, c.dim]),
+                w2: add(p("mlp.down_proj.weight"), vec![c.dim, c.hidden]),
+                w3: add(p("mlp.up_proj.weight"), vec![c.hidden, c.dim]),
+            });
+        }
+        let final_norm = add("model.norm.weight".into(), vec![c.dim]);
+        let cls = (!c.tied).then(|| add("lm_head.weight".into(), vec![c.vocab, c.dim]));
         Params {
             tensors,
             embed,
@@ -103,12 +105,6 @@ impl Params {
             cls,
             layers,
         }
-    }
-
-    /// The names and shapes of the config's tensors, in order, allocating nothing for their
-    /// data (to check a file against a config before reading it).
-    pub fn shapes(c: &Config) -> Vec<(String, Vec<usize>)> {
-        layout(c).0
     }
 
     /// Random initialisation (maderix/ANE's scheme, E.7): uniform ±1/√fan_in for projections,
@@ -159,24 +155,85 @@ impl Params {
         self.tensors.iter().map(|t| t.data.len()).sum()
     }
 
-    /// Checks another set has the same names and shapes (e.g. gradients, a loaded checkpoint).
-    pub fn check_same_shapes(&self, other: &Params) -> Result<()> {
+    /// Checks the set has the tensors `c` implies (names, shapes, data lengths, order, the
+    /// index fields), so weights from elsewhere fail with the first wrong tensor named rather
+    /// than as a slice panic mid-forward.
+    pub fn check(&self, c: &Config) -> Result<()> {
         ensure!(
-            self.tensors.len() == other.tensors.len(),
-            "different number of tensors"
+            self.layers.len() == c.layers,
+            "parameters have {} layers, the config {}",
+            self.layers.len(),
+            c.layers
         );
-        for (a, b) in self.tensors.iter().zip(&other.tensors) {
+        for l in &self.layers {
             ensure!(
-                a.name == b.name && a.shape == b.shape,
-                "tensor {} {:?} vs {} {:?}",
-                a.name,
-                a.shape,
-                b.name,
-                b.shape
+                l.q_norm.is_some() == c.qk_norm && l.k_norm.is_some() == c.qk_norm,
+                "parameters {} q/k norm weights, the config has qk_norm = {}",
+                if l.q_norm.is_some() { "have" } else { "lack" },
+                c.qk_norm
             );
         }
+        let want = Params::layout(c);
+        same_tensors(&self.tensors, &want.tensors, "the config needs")?;
+        if let Some(t) = self.tensors.iter().find(|t| t.data.len() != t.numel()) {
+            bail!(
+                "parameter {} has {} values for shape {:?}",
+                t.name,
+                t.data.len(),
+                t.shape
+            );
+        }
+        ensure!(
+            (self.embed, self.final_norm, self.cls, &self.layers)
+                == (want.embed, want.final_norm, want.cls, &want.layers),
+            "the parameters' tensor indices disagree with their order"
+        );
         Ok(())
     }
+
+    /// Checks another set has the same names and shapes, in the same order (e.g. gradients,
+    /// whose data may be empty).
+    pub fn check_same_shapes(&self, other: &Params) -> Result<()> {
+        same_tensors(&other.tensors, &self.tensors, "this set has")
+    }
+}
+
+impl Tensor {
+    /// Values the shape holds.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// The first tensor of `want` that `have` lacks, shapes differently or holds elsewhere, and
+/// then the first one `have` adds, as an error naming it (`needs`: who wants `want`'s shape).
+fn same_tensors(have: &[Tensor], want: &[Tensor], needs: &str) -> Result<()> {
+    for (i, w) in want.iter().enumerate() {
+        let found = match have.get(i) {
+            Some(t) if t.name == w.name => Some(i),
+            _ => have.iter().position(|t| t.name == w.name),
+        };
+        let Some(j) = found else {
+            bail!("parameter {} is missing ({needs} shape {:?})", w.name, w.shape);
+        };
+        let t = &have[j];
+        ensure!(
+            t.shape == w.shape,
+            "parameter {} has shape {:?}, {needs} {:?}",
+            t.name,
+            t.shape,
+            w.shape
+        );
+        ensure!(j == i, "parameter {} is tensor {j}, expected at {i}", t.name);
+    }
+    if let Some(t) = have.get(want.len()) {
+        bail!(
+            "parameter {} is not expected ({} tensors are)",
+            t.name,
+            want.len()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -213,5 +270,55 @@ mod tests {
             assert_eq!(t.shape, vec![32]);
             assert!(t.data.iter().all(|&v| v == 1.0));
         }
+    }
+
+    #[test]
+    fn check_names_the_first_wrong_or_missing_tensor() {
+        let mut c = Config::preset("tiny").unwrap();
+        c.kv_heads = 2;
+        let p = Params::init(&c, 1);
+        p.check(&c).unwrap();
+        p.check_same_shapes(&Params::zeros(&c)).unwrap();
+
+        let mut bad = p.clone();
+        bad.tensors[bad.layers[1].wk].shape = vec![c.dim, c.dim];
+        let err = bad.check(&c).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "parameter model.layers.1.self_attn.k_proj.weight has shape [64, 64], the config needs [32, 64]"
+        );
+        assert!(
+            p.check_same_shapes(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("k_proj")
+        );
+
+        let mut missing = p.clone();
+        missing.tensors.remove(missing.final_norm);
+        let err = missing.check(&c).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "parameter model.norm.weight is missing (the config needs shape [64])"
+        );
+
+        let mut short = p.clone();
+        short.tensors[short.layers[0].w2].data.pop();
+        let err = short.check(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("model.layers.0.mlp.down_proj.weight has 8191 values"),
+            "{err}"
+        );
+
+        let mut untied = c.clone();
+        untied.tied = false;
+        let err = p.check(&untied).unwrap_err().to_string();
+        assert!(err.contains("lm_head.weight is missing"), "{err}");
+        let err = Params::zeros(&untied).check(&c).unwrap_err().to_string();
+        assert!(err.contains("lm_head.weight is not expected"), "{err}");
+        let mut qk = c.clone();
+        qk.qk_norm = true;
+        let err = p.check(&qk).unwrap_err().to_string();
+        assert!(err.contains("lack q/k norm"), "{err}");
     }
 }

@@ -246,10 +246,6 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    fn random(n: usize, r: &mut Rng) -> Vec<f32> {
-        (0..n).map(|_| r.uniform(1.0)).collect()
-    }
-
     fn dot(a: &[f32], b: &[f32]) -> f64 {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
     }
@@ -263,9 +259,9 @@ mod tests {
         let (rows, cols) = (5, 4);
         for f in &LAYER_FOLDS {
             let (wmat, w, g) = (
-                random(rows * cols, &mut r),
-                random(cols, &mut r),
-                random(rows * cols, &mut r),
+                r.uniform_vec(rows * cols, 1.0),
+                r.uniform_vec(cols, 1.0),
+                r.uniform_vec(rows * cols, 1.0),
             );
             let norm = f.norm.map(|_| w.as_slice());
             let staged = f.stage(&wmat, cols, norm);
@@ -306,7 +302,11 @@ mod tests {
     fn unfold_scales_by_k() {
         let mut r = Rng::new(4);
         for f in &LAYER_FOLDS {
-            let (wmat, w, g) = (random(12, &mut r), random(3, &mut r), random(12, &mut r));
+            let (wmat, w, g) = (
+                r.uniform_vec(12, 1.0),
+                r.uniform_vec(3, 1.0),
+                r.uniform_vec(12, 1.0),
+            );
             let run = |k: f32| {
                 let (mut dw, mut dn) = (g.clone(), vec![0.0f32; 3]);
                 f.unfold(

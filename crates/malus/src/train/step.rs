@@ -70,8 +70,10 @@ impl CompiledModel {
         &self.config
     }
 
-    /// Writes every weight into the kernel inputs (after initialisation or loading).
+    /// Writes every weight into the kernel inputs (after initialisation or loading), once the
+    /// set is checked to be this config's.
     pub fn stage(&mut self, p: &Params) -> Result<()> {
+        p.check(&self.config)?;
         self.restage(p, &vec![true; p.tensors.len()])
     }
 

@@ -211,7 +211,7 @@ fn run_program(a: RunArgs) -> Result<ExitCode> {
         let values: Vec<f32> = match (choice, given.iter().find(|(n, _)| *n == info.name)) {
             (_, Some((_, arr))) => arr.data.clone(),
             (Some("zeros"), _) => vec![0.0; info.len()],
-            _ => (0..info.len()).map(|_| rng.uniform(1.0)).collect(),
+            _ => rng.uniform_vec(info.len(), 1.0),
         };
         kernel.write_input_f32(&info.name, &values)?;
     }

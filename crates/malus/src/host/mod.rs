@@ -1,7 +1,10 @@
-//! Host ops: the few parts of a step that stay on the CPU (embedding gather and scatter, the
-//! softmax cross-entropy over the vocabulary).
+//! Host ops: the few parts of a training step that stay on the CPU (embedding gather and
+//! scatter, the softmax cross-entropy over the vocabulary), and in [`ops`] the f32 kernels of a
+//! whole host forward (text generation).
 
 use rayon::prelude::*;
+
+pub mod ops;
 
 /// Embedding rows for `tokens`, channel-major: `x[d·S + s] = E[tokens[s], d]`.
 pub fn embed(table: &[f32], dim: usize, tokens: &[u32], out: &mut [f32]) {
