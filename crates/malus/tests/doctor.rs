@@ -9,7 +9,7 @@ use std::process::Command;
 mod doctor;
 
 use doctor::probes::{self, Probe};
-use doctor::report::{OsInfo, ProbeReport, SCHEMA};
+use doctor::report::{OsInfo, ProbeReport, SCHEMA, Status};
 use doctor::run::{compare, reference, run_probe, run_probes};
 use malus_ane::fake::{FakeBackend, FakeConfig};
 use malus_ane::{Ane, AneConfig, CompileCounter};
@@ -81,7 +81,7 @@ fn doctor_probe_writes_a_report_listing_every_probe() {
     if !report.ane_available {
         assert!(report.ane_error.is_some() && report.chip.is_none());
         for p in &report.probes {
-            assert_eq!((p.status.as_str(), p.compiled, p.ran), ("not-run", false, false));
+            assert_eq!((p.status, p.compiled, p.ran), (Status::NotRun, false, false));
             assert_eq!(p.error.as_deref(), Some("not run: ANE unavailable"));
         }
     }
@@ -113,7 +113,7 @@ fn doctor_selects_probes_and_refuses_unknown_names() {
 #[test]
 fn without_an_ane_only_the_reference_runs() {
     let r = run_probe(&probes::probe("width-64").unwrap(), None, None);
-    assert_eq!(r.status, "not-run");
+    assert_eq!(r.status, Status::NotRun);
     assert!(!r.compiled && !r.ran && r.passed.is_none() && r.lint_verdict.is_none());
     assert_eq!(r.error.as_deref(), Some("not run: ANE unavailable"));
     assert!(r.reference_error.is_none());
@@ -188,7 +188,7 @@ fn the_budget_is_respected_and_the_report_serialises() {
     assert_eq!(seen, [("width-64", 0), ("gelu", 1), ("width-32", 2)]);
     assert!(results[0].compiled && results[1].compiled && !results[2].compiled);
     assert!(results[2].error.as_deref().unwrap().contains("budget"));
-    assert_eq!(results[2].status, "not-run");
+    assert_eq!(results[2].status, Status::NotRun);
     assert_eq!(results[1].lint[1].target, "m4+", "H16G is an M4");
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 
@@ -204,6 +204,7 @@ fn the_budget_is_respected_and_the_report_serialises() {
     assert_eq!(serde_json::from_str::<ProbeReport>(&json).unwrap(), report);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["probes"][0]["name"], "width-64");
+    assert_eq!(v["probes"][2]["status"], "not-run", "the report's spelling");
 
     let none = ProbeReport::new(OsInfo::detect(), Err("no ANE here"));
     assert!(!none.ane_available && none.chip.is_none() && none.compiles_left.is_none());

@@ -6,7 +6,7 @@ use malus_mil::lint::{Target, lint};
 use malus_mil::{Diagnostic, Severity};
 
 use super::probes::Probe;
-use super::report::LintPrediction;
+use super::report::{LintPrediction, Verdict};
 
 /// The lint target matching a chip family (`None` when unknown).
 pub fn lint_target(family: ChipFamily) -> Option<Target> {
@@ -47,12 +47,12 @@ fn codes(diags: &[Diagnostic], sev: Severity) -> Vec<String> {
 }
 
 /// A prediction against whether the probe failed on the ANE.
-pub fn verdict(l: &LintPrediction, failed: bool) -> &'static str {
+pub fn verdict(l: &LintPrediction, failed: bool) -> Verdict {
     match (!l.errors.is_empty(), !l.warnings.is_empty(), failed) {
-        (true, _, true) => "error-confirmed",
-        (true, _, false) => "error-too-strict",
-        (false, true, true) => "warning-confirmed",
-        (false, false, true) => "missed",
-        (false, _, false) => "ok",
+        (true, _, true) => Verdict::ErrorConfirmed,
+        (true, _, false) => Verdict::ErrorTooStrict,
+        (false, true, true) => Verdict::WarningConfirmed,
+        (false, false, true) => Verdict::Missed,
+        (false, _, false) => Verdict::Ok,
     }
 }

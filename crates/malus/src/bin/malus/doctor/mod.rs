@@ -24,7 +24,7 @@ use malus_cpu::Numerics;
 use malus::fsutil::write_atomic;
 
 use probes::Probe;
-use report::{OsInfo, ProbeReport, ProbeResult};
+use report::{OsInfo, ProbeReport, ProbeResult, Verdict};
 
 /// The probe the CPU self-test runs: training's RMSNorm (conv, reduce, pow, broadcast).
 const SELF_TEST: &str = "pow-after-reduce";
@@ -243,7 +243,7 @@ fn print_table(report: &ProbeReport, ane: bool) {
             format!("{}: {} +{}w", l.target, short(&l.errors), l.warnings.len())
         });
         let last = if ane {
-            r.lint_verdict.as_deref().unwrap_or("-")
+            r.lint_verdict.map_or("-", Verdict::as_str)
         } else if r.reference_error.is_some() {
             "FAILED"
         } else {

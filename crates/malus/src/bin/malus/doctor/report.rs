@@ -1,6 +1,7 @@
 //! The JSON capability report a Mac user sends back. Its layout is named by [`SCHEMA`], so field
-//! names and status strings must not change without a bump.
+//! names and the strings [`Status`] and [`Verdict`] serialise to must not change without a bump.
 
+use std::fmt;
 use std::process::Command;
 
 use malus_ane::Ane;
@@ -8,6 +9,70 @@ use serde::{Deserialize, Serialize};
 
 /// Names the JSON layout of [`ProbeReport`]; bump when a field changes meaning.
 pub const SCHEMA: &str = "malus-ane-capabilities/1";
+
+/// How far a probe got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Ran on the ANE and matched the CPU reference within tolerance.
+    Passed,
+    /// Ran, but the outputs differ (or one is missing).
+    Wrong,
+    CompileFailed,
+    /// Compiled, then writing, running or reading failed.
+    RunFailed,
+    /// The ANE ran it but the CPU reference failed: a malus bug, not a chip property.
+    ReferenceFailed,
+    /// No ANE, or no compile budget left.
+    NotRun,
+}
+
+/// The last lint prediction held against the outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    ErrorConfirmed,
+    /// An error was predicted, yet the probe passed: the rule is too strict for this chip.
+    ErrorTooStrict,
+    WarningConfirmed,
+    /// Nothing was predicted, yet the probe failed: a rule is missing.
+    Missed,
+    Ok,
+}
+
+impl Status {
+    /// The report's spelling (the serde one; a test holds them equal).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Wrong => "wrong",
+            Status::CompileFailed => "compile-failed",
+            Status::RunFailed => "run-failed",
+            Status::ReferenceFailed => "reference-failed",
+            Status::NotRun => "not-run",
+        }
+    }
+}
+
+impl Verdict {
+    /// The report's spelling (the serde one; a test holds them equal).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::ErrorConfirmed => "error-confirmed",
+            Verdict::ErrorTooStrict => "error-too-strict",
+            Verdict::WarningConfirmed => "warning-confirmed",
+            Verdict::Missed => "missed",
+            Verdict::Ok => "ok",
+        }
+    }
+}
+
+/// Pads like a string, so the doctor's table can align a status.
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 
 /// What one target of the lint predicted for a probe (rule codes, deduplicated).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,8 +88,7 @@ pub struct LintPrediction {
 pub struct ProbeResult {
     pub name: String,
     pub restriction: String,
-    /// `passed`, `wrong`, `compile-failed`, `run-failed`, `reference-failed` or `not-run`.
-    pub status: String,
+    pub status: Status,
     pub compiled: bool,
     pub ran: bool,
     /// Over elements finite on both sides.
@@ -39,9 +103,8 @@ pub struct ProbeResult {
     pub reference_error: Option<String>,
     /// `strictest` first, then the detected chip's target when its family is known.
     pub lint: Vec<LintPrediction>,
-    /// The last prediction against the outcome: `error-confirmed`, `error-too-strict`,
-    /// `warning-confirmed`, `missed` or `ok`; `None` when nothing was compiled.
-    pub lint_verdict: Option<String>,
+    /// The last prediction against the outcome; `None` when nothing was compiled.
+    pub lint_verdict: Option<Verdict>,
 }
 
 /// The machine as far as doctor can tell without the ANE.
@@ -126,5 +189,49 @@ impl ProbeReport {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serialises") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Users send these strings back: they are the schema, whatever the enums are called.
+    #[test]
+    fn statuses_and_verdicts_keep_their_report_strings() {
+        use Status::*;
+        let statuses = [Passed, Wrong, CompileFailed, RunFailed, ReferenceFailed, NotRun];
+        let names = [
+            "passed",
+            "wrong",
+            "compile-failed",
+            "run-failed",
+            "reference-failed",
+            "not-run",
+        ];
+        for (s, n) in statuses.into_iter().zip(names) {
+            assert_eq!(serde_json::to_value(s).unwrap(), n);
+            assert_eq!((s.as_str(), s.to_string()), (n, n.to_string()));
+            assert_eq!(serde_json::from_value::<Status>(n.into()).unwrap(), s);
+        }
+        let verdicts = [
+            Verdict::ErrorConfirmed,
+            Verdict::ErrorTooStrict,
+            Verdict::WarningConfirmed,
+            Verdict::Missed,
+            Verdict::Ok,
+        ];
+        let names = [
+            "error-confirmed",
+            "error-too-strict",
+            "warning-confirmed",
+            "missed",
+            "ok",
+        ];
+        for (v, n) in verdicts.into_iter().zip(names) {
+            assert_eq!(serde_json::to_value(v).unwrap(), n);
+            assert_eq!(v.as_str(), n);
+            assert_eq!(serde_json::from_value::<Verdict>(n.into()).unwrap(), v);
+        }
     }
 }

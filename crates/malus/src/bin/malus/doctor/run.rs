@@ -15,7 +15,7 @@ use malus::device::ane_spec;
 
 use super::lint::{lint_target, predictions, verdict};
 use super::probes::Probe;
-use super::report::ProbeResult;
+use super::report::{ProbeResult, Status};
 
 /// The spec the ANE gets, through the trainer's conversion.
 pub fn kernel_spec(p: &Probe) -> anyhow::Result<KernelSpec> {
@@ -129,7 +129,7 @@ pub fn run_probe(p: &Probe, ane: Option<&Ane>, chip: Option<Target>) -> ProbeRes
     let mut r = ProbeResult {
         name: p.name.into(),
         restriction: p.restriction.into(),
-        status: "not-run".into(),
+        status: Status::NotRun,
         compiled: false,
         ran: false,
         max_abs_err: None,
@@ -159,16 +159,15 @@ pub fn run_probe(p: &Probe, ane: Option<&Ane>, chip: Option<Target>) -> ProbeRes
     let failed = match (&reference, got) {
         (_, Err(e)) => {
             r.status = if r.compiled {
-                "run-failed"
+                Status::RunFailed
             } else {
-                "compile-failed"
-            }
-            .into();
+                Status::CompileFailed
+            };
             r.error = Some(e);
             true
         }
         (Err(_), Ok(_)) => {
-            r.status = "reference-failed".into();
+            r.status = Status::ReferenceFailed;
             false
         }
         (Ok(want), Ok(have)) => match compare(want, &have) {
@@ -177,20 +176,20 @@ pub fn run_probe(p: &Probe, ane: Option<&Ane>, chip: Option<Target>) -> ProbeRes
                 r.max_abs_err = Some(max);
                 r.nonfinite_mismatches = Some(nonfinite);
                 r.passed = Some(ok);
-                r.status = if ok { "passed" } else { "wrong" }.into();
+                r.status = if ok { Status::Passed } else { Status::Wrong };
                 !ok
             }
             Err(e) => {
-                r.status = "wrong".into();
+                r.status = Status::Wrong;
                 r.passed = Some(false);
                 r.error = Some(e);
                 true
             }
         },
     };
-    if r.status != "reference-failed" {
+    if r.status != Status::ReferenceFailed {
         let l = r.lint.last().expect("strictest is always there");
-        r.lint_verdict = Some(verdict(l, failed).into());
+        r.lint_verdict = Some(verdict(l, failed));
     }
     r
 }
@@ -220,6 +219,7 @@ mod tests {
     use malus_ane::{AneConfig, CompileCounter};
 
     use super::super::probes::{probe, probe_names, probes};
+    use super::super::report::Verdict;
     use super::*;
 
     fn fake_ane(cfg: FakeConfig, budget: usize) -> (Arc<FakeBackend>, Ane) {
@@ -297,7 +297,7 @@ mod tests {
                 10,
             );
             let r = run_probe(&p, Some(&ane), Some(Target::M4Plus));
-            assert_eq!(r.status, "passed", "{name}: {r:?}");
+            assert_eq!(r.status, Status::Passed, "{name}: {r:?}");
             assert_eq!((r.max_abs_err, r.nonfinite_mismatches), (Some(0.0), Some(0)));
             assert_eq!(r.lint.len(), 2);
             assert_eq!(r.lint[1].target, "m4+");
@@ -316,9 +316,9 @@ mod tests {
         };
         let (_fake, ane) = fake_ane(cfg, 10);
         let r = run_probe(&p, Some(&ane), None);
-        assert_eq!(r.status, "wrong", "{r:?}");
+        assert_eq!(r.status, Status::Wrong, "{r:?}");
         assert!(r.max_abs_err.unwrap() > 0.5);
-        assert_eq!(r.lint_verdict.as_deref(), Some("warning-confirmed"));
+        assert_eq!(r.lint_verdict, Some(Verdict::WarningConfirmed));
     }
 
     #[test]
@@ -327,26 +327,26 @@ mod tests {
         let (fake, ane) = fake_ane(FakeConfig::default(), 10);
         fake.fail(Selector::CompileWithQos, 1, Some("ANECCompile() FAILED"));
         let r = run_probe(&p, Some(&ane), Some(Target::M4Plus));
-        assert_eq!(r.status, "compile-failed");
+        assert_eq!(r.status, Status::CompileFailed);
         assert!(!r.compiled && !r.ran);
         assert!(
             r.error.as_deref().unwrap().contains("ANECCompile() FAILED"),
             "{r:?}"
         );
-        assert_eq!(r.lint_verdict.as_deref(), Some("error-confirmed"));
+        assert_eq!(r.lint_verdict, Some(Verdict::ErrorConfirmed));
 
         // Evaluate does nothing: the outputs hold the fake's fill pattern, not the answer.
         let r = run_probe(&p, Some(&ane), Some(Target::M4Plus));
         assert!(r.compiled && r.ran, "{r:?}");
-        assert_eq!((r.status.as_str(), r.passed), ("wrong", Some(false)));
+        assert_eq!((r.status, r.passed), (Status::Wrong, Some(false)));
         assert!(r.max_abs_err.unwrap() > p.tolerance);
 
         fake.fail(Selector::EvaluateWithQos, 1, Some("status 0x1d"));
         let r = run_probe(&probe("width-64").unwrap(), Some(&ane), None);
-        assert_eq!(r.status, "run-failed");
+        assert_eq!(r.status, Status::RunFailed);
         assert!(r.compiled && !r.ran);
         assert!(r.error.as_deref().unwrap().contains("0x1d"));
-        assert_eq!(r.lint_verdict.as_deref(), Some("warning-confirmed"));
+        assert_eq!(r.lint_verdict, Some(Verdict::WarningConfirmed));
         assert!(fake.violations().is_empty(), "{:?}", fake.violations());
     }
 }
