@@ -8,7 +8,8 @@
 //! - Surfaces are ≥ 49,152 bytes, widths multiples of 64, I/O a single fp16 tensor and values
 //!   O(1), except where the probe is about exactly that.
 
-use malus_mil::{DType, Program, Var, Weights};
+use malus_mil::DType::{Fp16, Fp32};
+use malus_mil::{Program, Var, Weights};
 
 use super::build::{Build, R};
 
@@ -29,40 +30,44 @@ pub struct Probe {
 const C64: [usize; 4] = [1, 512, 1, 64];
 
 fn width(b: &mut Build, c: usize, w: usize) -> R<Vec<Var>> {
-    let x = b.input("x", [1, c, 1, w], 1.0);
+    let x = b.data_input("x", [1, c, 1, w], 1.0);
     let a = b.anchor(&x)?;
     Ok(vec![b.affine(&a, 0.5, 0.25, "y")?])
 }
 
 /// RMSNorm as training writes it, with `rsqrt` or with `pow(·, -0.5)` after the reduction.
 fn rms(b: &mut Build, use_rsqrt: bool) -> R<Vec<Var>> {
-    let x = b.input("x", C64, 1.0);
+    let x = b.data_input("x", C64, 1.0);
     let a = b.anchor(&x)?;
-    let (k, eps, half) = (b.scalar(1.0 / 512f64.sqrt()), b.scalar(1e-5), b.scalar(-0.5));
-    let xs = b.b.mul(&a, &k)?;
-    let sq = b.b.mul(&xs, &xs)?;
-    let ms = b.b.reduce_sum(&sq, &[1], true)?;
-    let me = b.b.add(&ms, &eps)?;
+    let (k, eps, half) = (
+        b.scalar(Fp16, 1.0 / 512f64.sqrt()),
+        b.scalar(Fp16, 1e-5),
+        b.scalar(Fp16, -0.5),
+    );
+    let xs = b.mul(&a, &k)?;
+    let sq = b.mul(&xs, &xs)?;
+    let ms = b.reduce_sum(&sq, &[1], true)?;
+    let me = b.add(&ms, &eps)?;
     let r = if use_rsqrt {
-        b.b.rsqrt(&me)?
+        b.rsqrt(&me)?
     } else {
-        b.b.pow(&me, &half)?
+        b.pow(&me, &half)?
     };
-    Ok(vec![b.b.name("y").mul(&a, &r)?])
+    Ok(vec![b.name("y").mul(&a, &r)?])
 }
 
 fn softmax(b: &mut Build, shape: [usize; 4], axis: i64) -> R<Vec<Var>> {
-    let x = b.input("x", shape, 4.0);
+    let x = b.data_input("x", shape, 4.0);
     let a = b.anchor(&x)?;
-    Ok(vec![b.b.name("y").softmax(&a, axis)?])
+    Ok(vec![b.name("y").softmax(&a, axis)?])
 }
 
 fn concat(b: &mut Build, n: usize, axis: i64) -> R<Vec<Var>> {
-    let x = b.input("x", C64, 1.0);
+    let x = b.data_input("x", C64, 1.0);
     let a = b.anchor(&x)?;
     let parts = b.parts(&a, n)?;
     let refs: Vec<&Var> = parts.iter().collect();
-    Ok(vec![b.b.name("y").concat(&refs, axis)?])
+    Ok(vec![b.name("y").concat(&refs, axis)?])
 }
 
 type Body = fn(&mut Build) -> R<Vec<Var>>;
@@ -74,15 +79,15 @@ const TABLE: &[(&str, &str, f32, Body)] = &[
     ("width-64", "control: [1,512,1,64] fp16 (64 KB), anchored; if this fails no other probe means anything", 2e-3,
         |b| width(b, 512, 64)),
     ("elementwise-only", "row 22: a program without conv/matmul may be refused (ane-bridge); width-64 without its anchor conv", 2e-3,
-        |b| { let x = b.input("x", C64, 1.0); Ok(vec![b.affine(&x, 0.5, 0.25, "y")?]) }),
+        |b| { let x = b.data_input("x", C64, 1.0); Ok(vec![b.affine(&x, 0.5, 0.25, "y")?]) }),
     ("conv1x1-const", "rows 18-19: 1x1 conv, 512x512 BLOBFILE weight (offset 64), no bias (Orion)", 2e-2,
-        |b| { let x = b.input("x", C64, 1.0); let w: Vec<f32> = (0..512 * 512).map(|_| b.uniform() / 16.0).collect();
-              Ok(vec![b.conv(&x, &w, 512, 1, Some("y"))?]) }),
+        |b| { let x = b.data_input("x", C64, 1.0); let w: Vec<f32> = (0..512 * 512).map(|_| b.uniform() / 16.0).collect();
+              Ok(vec![b.conv1x1(&x, &w, 512, 1, Some("y"))?]) }),
     ("matmul-transpose-flags", "row 19: matmul with transpose_x/transpose_y as named consts (Orion #15), both operands from the input", 2e-2,
-        |b| { let x = b.input("x", [1, 128, 1, 512], 0.5); let a = b.anchor(&x)?;
+        |b| { let x = b.data_input("x", [1, 128, 1, 512], 0.5); let a = b.anchor(&x)?;
               let (p, q) = (b.channels(&a, 0, 64)?, b.channels(&a, 64, 64)?);
-              let (pm, qm) = (b.b.reshape(&p, &[1, 1, 64, 512])?, b.b.reshape(&q, &[1, 1, 64, 512])?);
-              let m = b.b.matmul(&pm, &qm, true, false)?; Ok(vec![b.b.name("y").reshape(&m, &[1, 512, 1, 512])?]) }),
+              let (pm, qm) = (b.reshape(&p, &[1, 1, 64, 512])?, b.reshape(&q, &[1, 1, 64, 512])?);
+              let m = b.matmul(&pm, &qm, true, false)?; Ok(vec![b.name("y").reshape(&m, &[1, 512, 1, 512])?]) }),
     ("width-16", "row 3: last-axis width 16: x16 suffices (rustane, M4 Max) vs x32 needed (ane-bridge, M5)", 2e-3,
         |b| width(b, 2048, 16)),
     ("width-32", "row 3: last-axis width 32, the x32 rule (ane-bridge, M5)", 2e-3,
@@ -96,19 +101,19 @@ const TABLE: &[(&str, &str, f32, Body)] = &[
     ("extent-32768", "row 5: width 32768, over the A13-A15 cap, under A16's 65536 (ANEForge); rustane splits at 16384", 2e-3,
         |b| width(b, 2, 32768)),
     ("inputs-2-reversed", "row 15: 2 equal inputs declared (zeta, alpha): bound alphabetically (Orion, ane-bridge)", 8e-3,
-        |b| { let z = b.input("zeta", C64, 1.0); let a = b.input("alpha", C64, 1.0); let (za, two) = (b.anchor(&z)?, b.scalar(2.0));
-              let a2 = b.b.mul(&a, &two)?; Ok(vec![b.b.name("y").sub(&za, &a2)?]) }),
+        |b| { let z = b.data_input("zeta", C64, 1.0); let a = b.data_input("alpha", C64, 1.0); let (za, two) = (b.anchor(&z)?, b.scalar(Fp16, 2.0));
+              let a2 = b.mul(&a, &two)?; Ok(vec![b.name("y").sub(&za, &a2)?]) }),
     ("inputs-2-unequal", "row 16: 2 inputs of 64 KB and 48 KB, declared alphabetically: equal sizes needed (Orion #12) vs not (`ane` crate)", 8e-3,
-        |b| { let a = b.input("alpha", C64, 1.0); let be = b.input("beta", [1, 384, 1, 64], 1.0); let aa = b.anchor(&a)?;
-              let (h, two) = (b.channels(&aa, 0, 384)?, b.scalar(2.0)); let b2 = b.b.mul(&be, &two)?; Ok(vec![b.b.name("y").sub(&h, &b2)?]) }),
+        |b| { let a = b.data_input("alpha", C64, 1.0); let be = b.data_input("beta", [1, 384, 1, 64], 1.0); let aa = b.anchor(&a)?;
+              let (h, two) = (b.channels(&aa, 0, 384)?, b.scalar(Fp16, 2.0)); let b2 = b.mul(&be, &two)?; Ok(vec![b.name("y").sub(&h, &b2)?]) }),
     ("inputs-3-mixed", "rows 15-16: 3 inputs of 56/48/64 KB declared (mid, zed, abc): order and size together", 8e-3,
-        |b| { let m = b.input("mid", [1, 448, 1, 64], 1.0); let z = b.input("zed", [1, 384, 1, 64], 1.0); let a = b.input("abc", C64, 1.0);
+        |b| { let m = b.data_input("mid", [1, 448, 1, 64], 1.0); let z = b.data_input("zed", [1, 384, 1, 64], 1.0); let a = b.data_input("abc", C64, 1.0);
               let ma = b.anchor(&m)?; let (mh, ah) = (b.channels(&ma, 0, 384)?, b.channels(&a, 0, 384)?);
-              let (two, half) = (b.scalar(2.0), b.scalar(0.5)); let z2 = b.b.mul(&z, &two)?; let d = b.b.sub(&mh, &z2)?;
-              let a5 = b.b.mul(&ah, &half)?; Ok(vec![b.b.name("y").add(&d, &a5)?]) }),
+              let (two, half) = (b.scalar(Fp16, 2.0), b.scalar(Fp16, 0.5)); let z2 = b.mul(&z, &two)?; let d = b.sub(&mh, &z2)?;
+              let a5 = b.mul(&ah, &half)?; Ok(vec![b.name("y").add(&d, &a5)?]) }),
     ("outputs-2", "rows 15-16: outputs declared (z_out 64 KB, a_out 48 KB): returned alphabetically, equal sizes needed (Orion #2, #3)", 8e-3,
-        |b| { let x = b.input("x", C64, 1.0); let a = b.anchor(&x)?; let (two, one) = (b.scalar(2.0), b.scalar(1.0));
-              let z = b.b.name("z_out").mul(&a, &two)?; let h = b.channels(&a, 0, 384)?; Ok(vec![z, b.b.name("a_out").add(&h, &one)?]) }),
+        |b| { let x = b.data_input("x", C64, 1.0); let a = b.anchor(&x)?; let (two, one) = (b.scalar(Fp16, 2.0), b.scalar(Fp16, 1.0));
+              let z = b.name("z_out").mul(&a, &two)?; let h = b.channels(&a, 0, 384)?; Ok(vec![z, b.name("a_out").add(&h, &one)?]) }),
     ("concat-2-channel", "row 8: concat of 2 on channels: rejected (Orion) vs native with exactly 2 (ANEForge)", 8e-3,
         |b| concat(b, 2, 1)),
     ("concat-5-channel", "row 8: concat of 5 on channels: maderix/rustane train with 2-6 vs exactly 2 (ANEForge)", 8e-3,
@@ -116,11 +121,12 @@ const TABLE: &[(&str, &str, f32, Body)] = &[
     ("concat-2-width", "row 8: concat of 2 on the last axis: rejected on M3 Ultra (rustane PR #9)", 8e-3,
         |b| concat(b, 2, 3)),
     ("reshape-width", "row 9: reshape [1,512,1,64] -> [1,256,1,128], moving data across the last axis (rustane PR #9, M3 Ultra)", 2e-3,
-        |b| { let x = b.input("x", C64, 1.0); let a = b.anchor(&x)?; let r = b.b.reshape(&a, &[1, 256, 1, 128])?; Ok(vec![b.affine(&r, 0.5, 0.25, "y")?]) }),
+        |b| { let x = b.data_input("x", C64, 1.0); let a = b.anchor(&x)?; let r = b.reshape(&a, &[1, 256, 1, 128])?; Ok(vec![b.affine(&r, 0.5, 0.25, "y")?]) }),
     ("transpose-width", "row 9: transpose [1,64,1,512] -> [1,512,1,64] (perm 0,3,2,1), swapping channels and width", 2e-3,
-        |b| { let x = b.input("x", [1, 64, 1, 512], 1.0); let a = b.anchor(&x)?; let t = b.b.transpose(&a, &[0, 3, 2, 1])?; Ok(vec![b.affine(&t, 0.5, 0.25, "y")?]) }),
+        |b| { let x = b.data_input("x", [1, 64, 1, 512], 1.0); let a = b.anchor(&x)?; let t = b.transpose(&a, &[0, 3, 2, 1])?;
+              Ok(vec![b.affine(&t, 0.5, 0.25, "y")?]) }),
     ("slice-width-offset", "row 9: slice at width offset 32 of values up to 8000: |x| > 4094 becomes inf before A16 (ANEForge)", 4.0,
-        |b| { let x = b.input("x", [1, 512, 1, 128], 8000.0); let a = b.anchor(&x)?; let s = b.b.slice_by_size(&a, &[0, 0, 0, 32], &[1, 512, 1, 64])?;
+        |b| { let x = b.data_input("x", [1, 512, 1, 128], 8000.0); let a = b.anchor(&x)?; let s = b.slice_by_size(&a, &[0, 0, 0, 32], &[1, 512, 1, 64])?;
               Ok(vec![b.affine(&s, 0.5, 0.0, "y")?]) }),
     ("rsqrt-after-reduce", "row 10: rsqrt of reduce_sum(x^2)/C + eps fails to compile (rustane, M4 Max) vs native (ANEForge)", 1e-2,
         |b| rms(b, true)),
@@ -133,25 +139,24 @@ const TABLE: &[(&str, &str, f32, Body)] = &[
     ("softmax-width", "row 14 workaround: softmax over the last axis (64)", 5e-3,
         |b| softmax(b, C64, -1)),
     ("reduce-mean", "row 12: x - reduce_mean(x) over channels: fails at dispatch (ane-bridge, M5) vs native (ANEForge)", 4e-3,
-        |b| { let x = b.input("x", C64, 1.0); let a = b.anchor(&x)?; let m = b.b.reduce_mean(&a, &[1], true)?; Ok(vec![b.b.name("y").sub(&a, &m)?]) }),
+        |b| { let x = b.data_input("x", C64, 1.0); let a = b.anchor(&x)?; let m = b.reduce_mean(&a, &[1], true)?; Ok(vec![b.name("y").sub(&a, &m)?]) }),
     ("gelu", "row 11: gelu EXACT rejected (Orion, M4 Max) vs native LUT, ~0.08 rel. error (ANEForge, M1)", 0.2,
-        |b| { let x = b.input("x", C64, 2.0); let a = b.anchor(&x)?; Ok(vec![b.b.name("y").gelu(&a, "EXACT")?]) }),
+        |b| { let x = b.data_input("x", C64, 2.0); let a = b.anchor(&x)?; Ok(vec![b.name("y").gelu(&a, "EXACT")?]) }),
     ("cast-fp32-input", "row 7: fp32 input cast to fp16 in the graph (Orion's fp32 I/O); cast reported failing on M1/M2", 2e-3,
-        |b| { let x = b.input_as("x", DType::Fp32, C64, 1.0); let h = b.b.cast(&x, DType::Fp16)?; let a = b.anchor(&h)?; Ok(vec![b.affine(&a, 0.5, 0.25, "y")?]) }),
+        |b| { let x = b.data_input_as("x", Fp32, C64, 1.0); let h = b.cast(&x, Fp16)?; let a = b.anchor(&h)?; Ok(vec![b.affine(&a, 0.5, 0.25, "y")?]) }),
 ];
 
 fn build(seed: usize, entry: &(&'static str, &'static str, f32, Body)) -> Probe {
     let (name, restriction, tolerance, body) = *entry;
     let mut b = Build::new(seed as u64);
     let outs = body(&mut b).unwrap_or_else(|e| panic!("probe {name} does not build: {e}"));
-    let refs: Vec<&Var> = outs.iter().collect();
-    let f = b.b.build(&refs);
+    let (f, weights, inputs) = b.finish(&outs);
     Probe {
         name,
         restriction,
         program: Program::new(vec![f]),
-        weights: b.weights,
-        inputs: b.inputs,
+        weights,
+        inputs,
         tolerance,
     }
 }
