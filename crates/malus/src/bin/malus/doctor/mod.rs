@@ -163,7 +163,7 @@ fn print_cpu_self_test() -> bool {
         (Err(e), _) => Err(format!("f32 numerics: {e}")),
         (_, Err(e)) => Err(format!("fp16 numerics: {e}")),
         (Ok(a), Ok(b)) => match run::compare(a, b) {
-            Ok((max, 0)) if max <= p.tolerance => Ok(max),
+            Ok(diff) if run::agrees(&p, diff) => Ok(diff.0),
             Ok((max, n)) => Err(format!(
                 "f32 and fp16 differ by {max:.2e} ({n} non-finite mismatches)"
             )),

@@ -3,12 +3,13 @@
 //!
 //! Specs come from [`malus::device::ane_spec`], the conversion training uses, so the probes test
 //! the MIL text and weight files the trainer sends. The ANE side takes an [`Ane`], which tests
-//! open over `malus_ane`'s fake backend.
+//! open over `malus_ane`'s fake backend. Both executors convert input values to the tensor's
+//! dtype themselves (fp16 rounds to nearest even), so both get the same bytes.
 
-use half::f16;
-use malus_ane::{Ane, IoDType, KernelSpec};
-use malus_cpu::{CompileOptions, Numerics};
-use malus_mil::DType;
+use std::fmt::Display;
+
+use malus_ane::{Ane, KernelSpec};
+use malus_cpu::{CompileOptions, CpuKernel, Numerics};
 use malus_mil::lint::Target;
 
 use malus::device::ane_spec;
@@ -17,54 +18,35 @@ use super::lint::{lint_target, predictions, verdict};
 use super::probes::Probe;
 use super::report::{ProbeResult, Status};
 
+/// Named output values.
+pub type Outputs = Vec<(String, Vec<f32>)>;
+
+/// Errors travel as the report's strings.
+fn msg(e: impl Display) -> String {
+    e.to_string()
+}
+
 /// The spec the ANE gets, through the trainer's conversion.
 pub fn kernel_spec(p: &Probe) -> anyhow::Result<KernelSpec> {
     ane_spec(p.name, &p.program, &p.weights)
 }
 
-fn encode(fp16: bool, vals: &[f32]) -> Vec<u8> {
-    if fp16 {
-        vals.iter()
-            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-            .collect()
-    } else {
-        vals.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
-}
-
-fn decode(fp16: bool, bytes: &[u8]) -> Vec<f32> {
-    if fp16 {
-        bytes
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect()
-    } else {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
-}
-
-/// Named output values.
-pub type Outputs = Vec<(String, Vec<f32>)>;
-
-/// Runs a probe on the CPU executor; inputs go in as the same bytes the ANE gets.
-pub fn reference(p: &Probe, numerics: Numerics) -> Result<Outputs, String> {
+/// The probe compiled for the CPU executor.
+fn cpu_kernel(p: &Probe, numerics: Numerics) -> Result<CpuKernel, String> {
     let opts = CompileOptions::default().numerics(numerics);
-    let mut k = malus_cpu::compile(&p.program, &p.weights, &opts).map_err(|e| e.to_string())?;
+    malus_cpu::compile(&p.program, &p.weights, &opts).map_err(msg)
+}
+
+/// Runs a probe on the CPU executor.
+pub fn reference(p: &Probe, numerics: Numerics) -> Result<Outputs, String> {
+    let mut k = cpu_kernel(p, numerics)?;
     for (name, vals) in &p.inputs {
-        let fp16 = k.info(name).map(|(d, _)| d) == Some(DType::Fp16);
-        k.write_input_bytes(name, &encode(fp16, vals))
-            .map_err(|e| e.to_string())?;
+        k.write_input_f32(name, vals).map_err(msg)?;
     }
-    k.run().map_err(|e| e.to_string())?;
+    k.run().map_err(msg)?;
     k.outputs()
         .iter()
-        .map(|t| {
-            let bytes = k.read_output_bytes(&t.name).map_err(|e| e.to_string())?;
-            Ok((t.name.clone(), decode(t.dtype == DType::Fp16, bytes)))
-        })
+        .map(|t| Ok((t.name.clone(), k.output_f32(&t.name).map_err(msg)?)))
         .collect()
 }
 
@@ -95,27 +77,27 @@ pub fn compare(reference: &Outputs, got: &Outputs) -> Result<(f32, usize), Strin
     Ok((max, nonfinite))
 }
 
+/// Whether a [`compare`] result counts as correct for `p`: no NaN/inf disagreement, and within
+/// its tolerance.
+pub fn agrees(p: &Probe, (max, nonfinite): (f32, usize)) -> bool {
+    nonfinite == 0 && max <= p.tolerance
+}
+
 /// Compiles, writes, runs and reads a probe on the ANE, recording how far it got in `r`.
 fn on_ane(p: &Probe, ane: &Ane, r: &mut ProbeResult) -> Result<Outputs, String> {
     let spec = kernel_spec(p).map_err(|e| format!("spec: {e:#}"))?;
-    let mut k = ane.compile(&spec).map_err(|e| e.to_string())?;
+    let mut k = ane.compile(&spec).map_err(msg)?;
     r.compiled = true;
     for (name, vals) in &p.inputs {
-        let fp16 = spec
-            .inputs
-            .iter()
-            .any(|t| &t.name == name && t.dtype == IoDType::Fp16);
-        k.write_input_bytes(name.as_str(), &encode(fp16, vals))
-            .map_err(|e| e.to_string())?;
+        k.write_input_f32(name.as_str(), vals).map_err(msg)?;
     }
-    k.run().map_err(|e| e.to_string())?;
+    k.run().map_err(msg)?;
     r.ran = true;
     let mut outs = Vec::new();
     for t in &spec.outputs {
-        let mut buf = vec![0u8; t.bytes().unwrap_or(0)];
-        k.read_output_bytes(t.name.as_str(), &mut buf)
-            .map_err(|e| e.to_string())?;
-        outs.push((t.name.clone(), decode(t.dtype == IoDType::Fp16, &buf)));
+        let mut vals = vec![0f32; t.elements().unwrap_or(0)];
+        k.read_output_f32(t.name.as_str(), &mut vals).map_err(msg)?;
+        outs.push((t.name.clone(), vals));
     }
     if let Err(e) = k.close() {
         r.error = Some(format!("unload after reading outputs: {e}"));
@@ -172,7 +154,7 @@ pub fn run_probe(p: &Probe, ane: Option<&Ane>, chip: Option<Target>) -> ProbeRes
         }
         (Ok(want), Ok(have)) => match compare(want, &have) {
             Ok((max, nonfinite)) => {
-                let ok = nonfinite == 0 && max <= p.tolerance;
+                let ok = agrees(p, (max, nonfinite));
                 r.max_abs_err = Some(max);
                 r.nonfinite_mismatches = Some(nonfinite);
                 r.passed = Some(ok);
@@ -237,7 +219,8 @@ mod tests {
     }
 
     /// An evaluate that runs the CPU executor on the surfaces it is given, taking them to be the
-    /// inputs in name order (as the ANE is reported to bind) or in declaration order.
+    /// inputs in name order (as the ANE is reported to bind) or in declaration order, and
+    /// returning the outputs in name order.
     fn cpu_eval(p: &Probe, by_name: bool) -> EvalFn {
         let p = p.clone();
         let spec = kernel_spec(&p).unwrap();
@@ -246,18 +229,17 @@ mod tests {
             if by_name {
                 ins.sort_by(|a, b| a.name.cmp(&b.name));
             }
-            let mut q = p.clone();
-            q.inputs = ins
+            let mut k = cpu_kernel(&p, Numerics::Fp16).unwrap();
+            for (t, s) in ins.iter().zip(surfaces) {
+                k.write_input_bytes(&t.name, &s[..t.bytes().unwrap()]).unwrap();
+            }
+            k.run().unwrap();
+            let mut names: Vec<String> = k.outputs().iter().map(|t| t.name.clone()).collect();
+            names.sort();
+            names
                 .iter()
-                .zip(surfaces)
-                .map(|(t, s)| {
-                    let n = t.bytes().unwrap();
-                    (t.name.clone(), decode(t.dtype == IoDType::Fp16, &s[..n]))
-                })
-                .collect();
-            let mut outs = reference(&q, Numerics::Fp16).unwrap();
-            outs.sort_by(|a, b| a.0.cmp(&b.0));
-            outs.iter().map(|(_, v)| encode(true, v)).collect()
+                .map(|n| k.read_output_bytes(n).unwrap().to_vec())
+                .collect()
         })
     }
 
