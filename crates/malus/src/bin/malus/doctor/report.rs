@@ -214,6 +214,11 @@ mod tests {
             assert_eq!((s.as_str(), s.to_string()), (n, n.to_string()));
             assert_eq!(serde_json::from_value::<Status>(n.into()).unwrap(), s);
         }
+        assert_eq!(
+            format!("{:<9}|", Status::Wrong),
+            "wrong    |",
+            "pads in the table"
+        );
         let verdicts = [
             Verdict::ErrorConfirmed,
             Verdict::ErrorTooStrict,
