@@ -7,14 +7,16 @@ use common::malus;
 
 // The probe is the command's code (it lives beside `main.rs`); compile it in here too.
 #[allow(dead_code)]
-#[path = "../src/bin/malus/probe.rs"]
-mod probe;
+#[path = "../src/bin/malus/doctor/mod.rs"]
+mod doctor;
 
+use doctor::probes::{self, Probe};
+use doctor::report::{OsInfo, ProbeReport, SCHEMA, Status};
+use doctor::run::{compare, reference, run_probe, run_probes};
 use malus_ane::fake::{FakeBackend, FakeConfig};
 use malus_ane::{Ane, AneConfig, CompileCounter};
 use malus_cpu::Numerics;
 use malus_mil::lint::Target;
-use probe::{OsInfo, Probe, Report, SCHEMA, compare, reference, run_probe, run_probes};
 
 fn on_a_mac_with_an_ane() -> bool {
     malus_ane::availability().is_ok()
@@ -62,17 +64,17 @@ fn doctor_probe_writes_a_report_listing_every_probe() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(listed, probe::probe_names());
+    assert_eq!(listed, probes::probe_names());
     for p in v["probes"].as_array().unwrap() {
         assert!(p["reference_error"].is_null(), "{p}");
         assert!(p["lint"][0]["target"] == "strictest", "{p}");
         assert!(out.contains(p["name"].as_str().unwrap()), "table lacks {p}");
     }
-    let report: Report = serde_json::from_str(&json).unwrap();
+    let report: ProbeReport = serde_json::from_str(&json).unwrap();
     if !report.ane_available {
         assert!(report.ane_error.is_some() && report.chip.is_none());
         for p in &report.probes {
-            assert_eq!((p.status.as_str(), p.compiled, p.ran), ("not-run", false, false));
+            assert_eq!((p.status, p.compiled, p.ran), (Status::NotRun, false, false));
             assert_eq!(p.error.as_deref(), Some("not run: ANE unavailable"));
         }
     }
@@ -86,7 +88,7 @@ fn doctor_selects_probes_and_refuses_unknown_names() {
     let p = path.to_str().unwrap();
     let (code, out) = malus(&["doctor", "--probe", "--only", "gelu,width-16", "--out", p]);
     assert_eq!(code, 0, "{out}");
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let report: ProbeReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let names: Vec<&str> = report.probes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["width-16", "gelu"], "set order, not argument order");
 
@@ -96,15 +98,15 @@ fn doctor_selects_probes_and_refuses_unknown_names() {
 
     let (code, out) = malus(&["doctor", "--list"]);
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), probe::probe_names().len(), "{out}");
+    assert_eq!(out.lines().count(), probes::probe_names().len(), "{out}");
     assert!(out.contains("row 10"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn without_an_ane_only_the_reference_runs() {
-    let r = run_probe(&probe::probe("width-64").unwrap(), None, None);
-    assert_eq!(r.status, "not-run");
+    let r = run_probe(&probes::probe("width-64").unwrap(), None, None);
+    assert_eq!(r.status, Status::NotRun);
     assert!(!r.compiled && !r.ran && r.passed.is_none() && r.lint_verdict.is_none());
     assert_eq!(r.error.as_deref(), Some("not run: ANE unavailable"));
     assert!(r.reference_error.is_none());
@@ -113,7 +115,7 @@ fn without_an_ane_only_the_reference_runs() {
 #[test]
 fn fp16_and_f32_numerics_agree_within_tolerance() {
     for name in ["width-64", "pow-after-reduce", "conv1x1-const", "softmax-width"] {
-        let p = probe::probe(name).unwrap();
+        let p = probes::probe(name).unwrap();
         let a = reference(&p, Numerics::Fp16).unwrap();
         let b = reference(&p, Numerics::F32).unwrap();
         let (max, nonfinite) = compare(&a, &b).unwrap();
@@ -138,13 +140,13 @@ fn lint_predictions_match_the_restrictions_probed() {
         ("surface-small", Strictest, false, "ane-min-surface", true),
     ];
     for (name, target, error, code, expected) in cases {
-        let r = run_probe(&probe::probe(name).unwrap(), None, Some(target));
+        let r = run_probe(&probes::probe(name).unwrap(), None, Some(target));
         let l = r.lint.last().unwrap();
         assert_eq!(l.target, target.name());
         let list = if error { &l.errors } else { &l.warnings };
         assert_eq!(list.iter().any(|c| c == code), expected, "{name} {code}: {l:?}");
     }
-    let r = run_probe(&probe::probe("width-64").unwrap(), None, None);
+    let r = run_probe(&probes::probe("width-64").unwrap(), None, None);
     assert!(r.lint.len() == 1 && r.lint[0].errors.is_empty(), "{:?}", r.lint);
 }
 
@@ -163,7 +165,7 @@ fn compare_counts_nonfinite_disagreements() {
 fn the_budget_is_respected_and_the_report_serialises() {
     let all: Vec<Probe> = ["width-64", "gelu", "width-32"]
         .iter()
-        .map(|n| probe::probe(n).unwrap())
+        .map(|n| probes::probe(n).unwrap())
         .collect();
     let fake = FakeBackend::with_config(FakeConfig {
         ane_subtype: Some("H16G".into()),
@@ -179,11 +181,11 @@ fn the_budget_is_respected_and_the_report_serialises() {
     assert_eq!(seen, [("width-64", 0), ("gelu", 1), ("width-32", 2)]);
     assert!(results[0].compiled && results[1].compiled && !results[2].compiled);
     assert!(results[2].error.as_deref().unwrap().contains("budget"));
-    assert_eq!(results[2].status, "not-run");
+    assert_eq!(results[2].status, Status::NotRun);
     assert_eq!(results[1].lint[1].target, "m4+", "H16G is an M4");
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 
-    let mut report = Report::new(OsInfo::detect(), Ok(&ane));
+    let mut report = ProbeReport::new(OsInfo::detect(), Ok(&ane));
     assert_eq!(
         (report.chip.as_deref(), report.ane_subtype.as_deref()),
         (Some("M4"), Some("H16G"))
@@ -192,11 +194,12 @@ fn the_budget_is_respected_and_the_report_serialises() {
     assert!(report.ane_config.as_deref().unwrap().contains("ByName"));
     report.probes = results;
     let json = report.to_json();
-    assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
+    assert_eq!(serde_json::from_str::<ProbeReport>(&json).unwrap(), report);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["probes"][0]["name"], "width-64");
+    assert_eq!(v["probes"][2]["status"], "not-run", "the report's spelling");
 
-    let none = Report::new(OsInfo::detect(), Err("no ANE here"));
+    let none = ProbeReport::new(OsInfo::detect(), Err("no ANE here"));
     assert!(!none.ane_available && none.chip.is_none() && none.compiles_left.is_none());
     assert_eq!(none.ane_error.as_deref(), Some("no ANE here"));
 }

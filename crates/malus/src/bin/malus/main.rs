@@ -2,9 +2,9 @@
 //! plots, .npy files) lives here, beside the library it drives.
 
 mod cli;
+mod doctor;
 mod npy;
 mod plot;
-mod probe;
 
 fn main() -> std::process::ExitCode {
     cli::main()

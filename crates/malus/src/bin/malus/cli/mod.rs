@@ -1,7 +1,7 @@
-//! Command-line interface: one sub-module per command family.
+//! Command-line interface: one sub-module per command family; `malus doctor` and its probe live
+//! in [`crate::doctor`].
 
 mod data;
-mod doctor;
 mod generate;
 mod mil;
 mod plan;
@@ -10,6 +10,8 @@ mod train;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::doctor;
 
 #[derive(Parser)]
 #[command(

@@ -1,6 +1,17 @@
 //! `malus doctor`: what this machine offers malus — OS, whether the Neural Engine opens and which
-//! chip it is, the compile budget, a CPU-executor self-test — and with `--probe` the capability
-//! probe of [`crate::probe`], written as a JSON report a Mac user can send back.
+//! chip it is, the compile budget, a CPU-executor self-test — and with `--probe` the Neural Engine
+//! capability probe, written as a JSON report a Mac user can send back.
+//!
+//! The probe, one job a file: [`probes`] defines one tiny program per restriction (written with
+//! [`build`]), [`run`] runs one on the CPU and the ANE and compares them, [`lint`] holds the lint's
+//! predictions against the outcome, and [`report`] is the JSON the results go into. The file
+//! names no `crate::` path, so `tests/doctor.rs` can compile it as a module of its own.
+
+mod build;
+pub mod lint;
+pub mod probes;
+pub mod report;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,8 +21,10 @@ use clap::Args;
 use malus_ane::{Ane, REPORTED_COMPILE_LIMIT};
 use malus_cpu::Numerics;
 
-use crate::probe::{self, OsInfo, Probe, ProbeResult, Report};
 use malus::fsutil::write_atomic;
+
+use probes::Probe;
+use report::{OsInfo, ProbeReport, ProbeResult, Verdict};
 
 /// The probe the CPU self-test runs: training's RMSNorm (conv, reduce, pow, broadcast).
 const SELF_TEST: &str = "pow-after-reduce";
@@ -40,7 +53,7 @@ const DEFAULT_OUT: &str = "ane-capabilities.json";
 
 pub fn run(a: DoctorArgs) -> Result<ExitCode> {
     if a.list {
-        for p in probe::probes() {
+        for p in probes::probes() {
             println!("{:<24} {}", p.name, p.restriction);
         }
         return Ok(ExitCode::SUCCESS);
@@ -58,9 +71,9 @@ pub fn run(a: DoctorArgs) -> Result<ExitCode> {
         (None, true) => Some(PathBuf::from(DEFAULT_OUT)),
         (None, false) => None,
     };
-    let mut report = Report::new(os, ane.as_ref().map_err(String::as_str));
+    let mut report = ProbeReport::new(os, ane.as_ref().map_err(String::as_str));
     if a.probe {
-        report.probes = run_probes(&selected, ane.as_ref().ok(), &mut report.clone(), out.as_deref())?;
+        report.probes = run_recorded(&selected, ane.as_ref().ok(), &mut report.clone(), out.as_deref())?;
         report.compiles_left = ane.as_ref().ok().map(Ane::compiles_left);
         print_table(&report, ane.is_ok());
     }
@@ -77,13 +90,13 @@ pub fn run(a: DoctorArgs) -> Result<ExitCode> {
 
 /// The probes to run, in set order; unknown names are an error (a typo must not run nothing).
 fn select(only: &[String], skip: &[String]) -> Result<Vec<Probe>> {
-    let names = probe::probe_names();
+    let names = probes::probe_names();
     for n in only.iter().chain(skip) {
         if !names.contains(&n.as_str()) {
             bail!("no probe named `{n}`; known: {}", names.join(", "));
         }
     }
-    Ok(probe::probes()
+    Ok(probes::probes()
         .into_iter()
         .filter(|p| only.is_empty() || only.iter().any(|n| n == p.name))
         .filter(|p| !skip.iter().any(|n| n == p.name))
@@ -143,14 +156,14 @@ fn print_ane(ane: &Result<Ane, String>, os: &OsInfo) {
 
 /// Runs one probe on the CPU in f32 and fp16 numerics; returns whether both ran and agree.
 fn print_cpu_self_test() -> bool {
-    let p = probe::probe(SELF_TEST).expect("the self-test probe exists");
-    let f32s = probe::reference(&p, Numerics::F32);
-    let fp16 = probe::reference(&p, Numerics::Fp16);
+    let p = probes::probe(SELF_TEST).expect("the self-test probe exists");
+    let f32s = run::reference(&p, Numerics::F32);
+    let fp16 = run::reference(&p, Numerics::Fp16);
     let verdict = match (&f32s, &fp16) {
         (Err(e), _) => Err(format!("f32 numerics: {e}")),
         (_, Err(e)) => Err(format!("fp16 numerics: {e}")),
-        (Ok(a), Ok(b)) => match probe::compare(a, b) {
-            Ok((max, 0)) if max <= p.tolerance => Ok(max),
+        (Ok(a), Ok(b)) => match run::compare(a, b) {
+            Ok(diff) if run::agrees(&p, diff) => Ok(diff.0),
             Ok((max, n)) => Err(format!(
                 "f32 and fp16 differ by {max:.2e} ({n} non-finite mismatches)"
             )),
@@ -170,10 +183,10 @@ fn print_cpu_self_test() -> bool {
 }
 
 /// Runs the probes, rewriting the report before each one so a crash leaves a usable file.
-fn run_probes(
+fn run_recorded(
     probes: &[Probe],
     ane: Option<&Ane>,
-    partial: &mut Report,
+    partial: &mut ProbeReport,
     out: Option<&Path>,
 ) -> Result<Vec<ProbeResult>> {
     match ane {
@@ -193,7 +206,7 @@ fn run_probes(
     }
     let mut write_err = None;
     let total = probes.len();
-    let results = probe::run_probes(probes, ane, |p, done| {
+    let results = run::run_probes(probes, ane, |p, done| {
         if ane.is_some() {
             eprintln!("  [{}/{total}] {}", done.len() + 1, p.name);
         }
@@ -214,7 +227,7 @@ fn short(codes: &[String]) -> String {
     if v.is_empty() { "-".into() } else { v.join(",") }
 }
 
-fn print_table(report: &Report, ane: bool) {
+fn print_table(report: &ProbeReport, ane: bool) {
     println!(
         "  {:<24} {:<16} {:>9} {:>8}  {:<36} {}",
         "probe",
@@ -230,11 +243,11 @@ fn print_table(report: &Report, ane: bool) {
             format!("{}: {} +{}w", l.target, short(&l.errors), l.warnings.len())
         });
         let last = if ane {
-            r.lint_verdict.clone().unwrap_or_else(|| "-".into())
+            r.lint_verdict.map_or("-", Verdict::as_str)
         } else if r.reference_error.is_some() {
-            "FAILED".into()
+            "FAILED"
         } else {
-            "ok".into()
+            "ok"
         };
         println!(
             "  {:<24} {:<16} {:>9} {:>8.1e}  {:<36} {last}",
