@@ -117,3 +117,27 @@ fn a_flipped_byte_in_any_tensor_is_caught() {
         }
     }
 }
+
+/// A checkpoint whose config claims sizes its file cannot hold is refused before anything is
+/// allocated for them (the fuzzer's huge-vocabulary inputs); a size past any tensor extent is
+/// refused by key.
+#[test]
+fn absurd_configs_are_refused_before_allocating() {
+    let mut ck = state();
+    ck.meta.config.vocab = 200_000_000;
+    let err = format!(
+        "{:#}",
+        Checkpoint::from_bytes(&ck.to_bytes().unwrap(), "ck").unwrap_err()
+    );
+    assert!(
+        err.contains("its config needs") && err.contains("the file has"),
+        "{err}"
+    );
+    ck.meta.config.vocab = 1 << 32;
+    ck.meta.config.dim = 1 << 32;
+    let err = format!(
+        "{:#}",
+        Checkpoint::from_bytes(&ck.to_bytes().unwrap(), "ck").unwrap_err()
+    );
+    assert!(err.contains("exceeds"), "{err}");
+}

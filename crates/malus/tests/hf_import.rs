@@ -134,6 +134,19 @@ fn bad_directories_are_refused_with_named_errors() {
     let err = load_error(&dir);
     assert!(err.contains("no parameter for") && err.contains(extra), "{err}");
 
+    // An index naming a file outside the directory is refused before anything is read.
+    let dir = broken_copy("index", |_| {}, None);
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        r#"{"weight_map": {"model.norm.weight": "/dev/zero"}}"#,
+    )
+    .unwrap();
+    let err = load_error(&dir);
+    assert!(
+        err.contains("weight_map value \"/dev/zero\" is not a file name in the directory"),
+        "{err}"
+    );
+
     let dir = broken_copy("type", |c| c["model_type"] = "gemma".into(), None);
     let err = load_error(&dir);
     assert!(

@@ -189,9 +189,16 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .ok_or_else(|| anyhow!("{}: no weight_map object", index.display()))?;
         map.values()
             .map(|f| {
+                // A plain name in the model directory: never a path elsewhere.
                 f.as_str()
+                    .filter(|n| Path::new(n).file_name().is_some_and(|b| b == *n))
                     .map(str::to_string)
-                    .ok_or_else(|| anyhow!("{}: weight_map value {f} is not a file name", index.display()))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{}: weight_map value {f} is not a file name in the directory",
+                            index.display()
+                        )
+                    })
             })
             .collect::<Result<_>>()?
     } else {
