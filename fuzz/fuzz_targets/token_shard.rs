@@ -14,9 +14,19 @@ use libfuzzer_sys::fuzz_target;
 use malus::data::{Dataset, TokenFile};
 use malus::rng::Rng;
 
+/// tmpfs when there is one: rewriting a file on a loaded ext4 disk waits for the disk.
+fn scratch_dir() -> PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn scratch() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| std::env::temp_dir().join(format!("malus-fuzz-shard-{}.bin", std::process::id())))
+    P.get_or_init(|| scratch_dir().join(format!("malus-fuzz-shard-{}.bin", std::process::id())))
 }
 
 fn u16_at(d: &[u8], i: usize) -> u16 {

@@ -8,6 +8,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+#[path = "known.rs"]
+mod known;
+
 use libfuzzer_sys::fuzz_target;
 use malus::data::Tok;
 use serde_json::Value;
@@ -17,9 +20,19 @@ const TEXTS: [&str; 2] = [
     "  Hello,\tworld!\n\n123 4567 x-y_z \"quoted\" (a) [b] {c} ~`@#$%^&*+=|\\/<>?;:' ",
 ];
 
+/// tmpfs when there is one: rewriting a file on a loaded ext4 disk waits for the disk.
+fn scratch_dir() -> PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn scratch() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| std::env::temp_dir().join(format!("malus-fuzz-tok-{}.json", std::process::id())))
+    P.get_or_init(|| scratch_dir().join(format!("malus-fuzz-tok-{}.json", std::process::id())))
 }
 
 /// GPT-2's byte-to-character table (what the ByteLevel pre-tokenizer maps bytes to).
@@ -63,7 +76,9 @@ fn malus_shaped(v: &Value) -> bool {
             let id = t.get("id").and_then(Value::as_u64);
             !content.is_empty()
                 && TEXTS.iter().all(|s| !s.contains(content))
-                && id.is_some_and(|id| !unique.contains(&id) || vocab.get(content).and_then(Value::as_u64) == Some(id))
+                && id.is_some_and(|id| {
+                    !unique.contains(&id) || vocab.get(content).and_then(Value::as_u64) == Some(id)
+                })
         })
     });
     let byte_level = |p: &Value| is(p, "type", "ByteLevel");
@@ -87,6 +102,12 @@ fn malus_shaped(v: &Value) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let json = serde_json::from_slice::<Value>(data);
+    // tokenizers 0.23.2 panics (`expect("Helper")`, decoders/mod.rs:90) on a syntax error
+    // inside the "decoder" value (regression `tokenizer_load/decoder-syntax-error.json`).
+    if known::skip_known() && json.is_err() {
+        return;
+    }
     let path = scratch();
     std::fs::write(path, data).unwrap();
     let Ok(tok) = Tok::load(path) else {
@@ -95,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
     let n = tok.vocab_size();
     let _ = tok.eot();
     let _ = tok.decode(&[0, 1, n as u32, n as u32 + 1, u32::MAX]);
-    let round_trips = serde_json::from_slice::<Value>(data).is_ok_and(|v| malus_shaped(&v));
+    let round_trips = json.is_ok_and(|v| malus_shaped(&v));
     for text in TEXTS {
         let Ok(ids) = tok.encode(text) else {
             continue;

@@ -16,7 +16,9 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{Value, json};
 
 fn seeds(target: &str) -> Result<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../seeds").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../seeds")
+        .join(target);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -48,9 +50,21 @@ fn checkpoint_seeds() -> Result<()> {
     let dir = seeds("checkpoint_read")?;
     let cases: [(&str, bool, bool, bool, LossScaler); 4] = [
         ("adamw_tied", false, true, true, LossScaler::fixed(1.0)),
-        ("adamw_untied_qknorm", true, false, true, LossScaler::dynamic(1024.0, 100)),
+        (
+            "adamw_untied_qknorm",
+            true,
+            false,
+            true,
+            LossScaler::dynamic(1024.0, 100),
+        ),
         ("sgd_tied", false, true, false, LossScaler::fixed(1.0)),
-        ("sgd_untied_qknorm", true, false, false, LossScaler::dynamic(65536.0, 7)),
+        (
+            "sgd_untied_qknorm",
+            true,
+            false,
+            false,
+            LossScaler::dynamic(65536.0, 7),
+        ),
     ];
     for (name, qk_norm, tied, adamw, scaler) in cases {
         let c = tiny(qk_norm, tied);
@@ -78,7 +92,10 @@ fn checkpoint_seeds() -> Result<()> {
         };
         let ck = Checkpoint { meta, params, opt };
         let bytes = ck.to_bytes()?;
-        ensure!(Checkpoint::from_bytes(&bytes, name)? == ck, "{name} does not load back");
+        ensure!(
+            Checkpoint::from_bytes(&bytes, name)? == ck,
+            "{name} does not load back"
+        );
         std::fs::write(dir.join(format!("{name}.safetensors")), &bytes)?;
     }
     Ok(())
@@ -152,15 +169,24 @@ fn hf_config(c: &Config, model_type: &str) -> Value {
 }
 
 /// A safetensors file of `tensors` (name, shape, f32 values) stored as `dtype`.
-fn safetensors_of(tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: impl Fn(&str) -> Dtype) -> Result<Vec<u8>> {
+fn safetensors_of(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    dtype: impl Fn(&str) -> Dtype,
+) -> Result<Vec<u8>> {
     let bufs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, shape, data)| {
             let d = dtype(name);
             let bytes: Vec<u8> = match d {
                 Dtype::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                Dtype::F16 => data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-                _ => data.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+                Dtype::F16 => data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                _ => data
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
             };
             (name.clone(), d, shape.clone(), bytes)
         })
@@ -201,9 +227,16 @@ fn hf_seeds() -> Result<()> {
     // Llama, untied, GQA, mixed bf16/f16/f32, with an old rotary table to skip.
     let c = tiny(false, false);
     let p = Params::init(&c, 5);
-    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> =
-        p.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.data.clone())).collect();
-    t.push(("model.layers.0.self_attn.rotary_emb.inv_freq".into(), vec![1], vec![1.0]));
+    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = p
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.data.clone()))
+        .collect();
+    t.push((
+        "model.layers.0.self_attn.rotary_emb.inv_freq".into(),
+        vec![1],
+        vec![1.0],
+    ));
     let st = safetensors_of(&t, |n| {
         if n.contains("mlp") {
             Dtype::F16
@@ -226,8 +259,11 @@ fn hf_seeds() -> Result<()> {
     // Qwen3, tied (with a stored copy of the head), q/k norms, two shards and an index.
     let c = tiny(true, true);
     let p = Params::init(&c, 6);
-    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> =
-        p.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.data.clone())).collect();
+    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = p
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.data.clone()))
+        .collect();
     let e = &p.tensors[p.embed];
     t.push(("lm_head.weight".into(), e.shape.clone(), e.data.clone()));
     let (a, b): (Vec<_>, Vec<_>) = t.into_iter().partition(|(n, _, _)| !n.contains("mlp"));
@@ -242,7 +278,11 @@ fn hf_seeds() -> Result<()> {
     }
     let index = serde_json::to_vec(&json!({"metadata": {}, "weight_map": map}))?;
     let cfg = serde_json::to_vec(&hf_config(&c, "qwen3"))?;
-    write("qwen3_tied_sharded", 4, &[(0, &cfg), (2, &index), (3, &sa), (4, &sb)])?;
+    write(
+        "qwen3_tied_sharded",
+        4,
+        &[(0, &cfg), (2, &index), (3, &sa), (4, &sb)],
+    )?;
     // The same two shards found by name, without the index.
     write("qwen3_tied_shards_no_index", 3, &[(0, &cfg), (3, &sa), (4, &sb)])?;
     // transformers ≥ 5 spelling of RoPE settings.
@@ -250,7 +290,11 @@ fn hf_seeds() -> Result<()> {
     v5.as_object_mut().unwrap().remove("rope_theta");
     v5["rope_parameters"] = json!({"rope_type": "default", "rope_theta": 1000000.0});
     let all = safetensors_of(&[a, b].concat(), |_| Dtype::F16)?;
-    write("qwen3_rope_parameters", 2, &[(0, &serde_json::to_vec(&v5)?), (1, &all)])?;
+    write(
+        "qwen3_rope_parameters",
+        2,
+        &[(0, &serde_json::to_vec(&v5)?), (1, &all)],
+    )?;
     Ok(())
 }
 
@@ -309,9 +353,11 @@ fn tokenizer_seeds() -> Result<()> {
     save("wordlevel.json", &wl)?;
     let mut wp = v.clone();
     let mut wpv = serde_json::Map::new();
-    for (i, w) in ["[UNK]", "[CLS]", "[SEP]", "it", "is", "a", "t", "##r", "##u", "##th", ",", "1", "##2", "!"]
-        .iter()
-        .enumerate()
+    for (i, w) in [
+        "[UNK]", "[CLS]", "[SEP]", "it", "is", "a", "t", "##r", "##u", "##th", ",", "1", "##2", "!",
+    ]
+    .iter()
+    .enumerate()
     {
         wpv.insert(w.to_string(), json!(i));
     }
@@ -332,7 +378,8 @@ fn tokenizer_seeds() -> Result<()> {
         ["<0x00>", -9.0], ["<0x31>", -9.0], ["<0x21>", -9.0]]});
     ug["normalizer"] = json!({"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Replace",
         "pattern": {"String": "  "}, "content": " "}]});
-    ug["pre_tokenizer"] = json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true});
+    ug["pre_tokenizer"] =
+        json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true});
     ug["decoder"] = json!({"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Metaspace",
         "replacement": "▁", "prepend_scheme": "always", "split": true}]});
     save("unigram.json", &ug)?;
