@@ -141,3 +141,15 @@ fn absurd_configs_are_refused_before_allocating() {
     );
     assert!(err.contains("exceeds"), "{err}");
 }
+
+/// The checkpoints the fuzzer made the reader allocate for or overflow on (fuzz/regressions/)
+/// are now named errors.
+#[test]
+fn the_fuzzers_checkpoints_are_errors() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/checkpoint_read");
+    for name in ["huge-vocab.safetensors", "overflow-dims.safetensors"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let err = format!("{:#}", Checkpoint::from_bytes(&bytes, name).unwrap_err());
+        assert!(err.contains("exceeds") || err.contains("its config needs"), "{name}: {err}");
+    }
+}
