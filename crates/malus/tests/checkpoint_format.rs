@@ -150,6 +150,9 @@ fn the_fuzzers_checkpoints_are_errors() {
     for name in ["huge-vocab.safetensors", "overflow-dims.safetensors"] {
         let bytes = std::fs::read(dir.join(name)).unwrap();
         let err = format!("{:#}", Checkpoint::from_bytes(&bytes, name).unwrap_err());
-        assert!(err.contains("exceeds") || err.contains("its config needs"), "{name}: {err}");
+        assert!(
+            err.contains("exceeds") || err.contains("its config needs"),
+            "{name}: {err}"
+        );
     }
 }
