@@ -43,3 +43,13 @@ fn prepare_writes_a_shard_the_dataset_reads() {
     assert!(format!("{err:#}").contains("nope.txt"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Tokenizer files on which the tokenizers library panics (found by fuzzing) are named errors.
+#[test]
+fn malformed_tokenizers_are_errors_not_panics() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/tokenizer_load");
+    for name in ["decoder-bad-byte-found.json", "decoder-syntax-error.json"] {
+        let err = format!("{:#}", Tok::load(&dir.join(name)).err().expect("must not load"));
+        assert!(err.contains(name), "{name}: {err}");
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -65,8 +65,21 @@ pub fn train(files: &[&Path], vocab: usize, out: &Path) -> Result<()> {
 impl Tok {
     pub fn load(path: &Path) -> Result<Tok> {
         let bytes = super::input::read(path, "tokenizer")?;
-        let inner =
-            Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("tokenizer {}: {e}", path.display()))?;
+        // The tokenizers crate panics on some malformed files (found by fuzzing) rather than
+        // returning an error: a panic here, or in a first decode, is a bad file too.
+        let guarded = std::panic::catch_unwind(|| {
+            let t = Tokenizer::from_bytes(&bytes)?;
+            t.decode(&[0, 1, 2], true)?;
+            Ok::<_, tokenizers::Error>(t)
+        });
+        let inner = match guarded {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => bail!("tokenizer {}: {e}", path.display()),
+            Err(_) => bail!(
+                "tokenizer {}: malformed (the tokenizers library failed on it)",
+                path.display()
+            ),
+        };
         Ok(Tok {
             inner,
             hash: fingerprint(&bytes),
