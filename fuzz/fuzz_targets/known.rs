@@ -40,3 +40,45 @@ fn param_elems(c: &Config) -> Option<u64> {
 pub fn config_too_big(c: &Config) -> bool {
     param_elems(c).is_none_or(|n| n > MAX_ELEMS)
 }
+
+/// serde_json (without its `float_roundtrip` feature, as malus builds it) may parse a decimal
+/// number 1 ulp off, so an f64 in a checkpoint's metadata can change in a save/load round trip
+/// (regression `checkpoint_read/settings-float-drifts.safetensors`): equality up to 1 ulp in every
+/// number of two JSON values.
+pub fn json_close(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value::*;
+    match (a, b) {
+        (Number(x), Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) if x.is_finite() && y.is_finite() => {
+                x == y || (x.to_bits() as i64 - y.to_bits() as i64).abs() <= 1
+            }
+            _ => x == y,
+        },
+        (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_close(x, y)),
+        (Object(x), Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_close(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// tokenizers 0.23.2 sizes a buffer by the longest vocabulary entry and panics (bpe/model.rs:267,
+/// `range end index … out of range`) on a merge whose two parts are in the vocabulary but whose
+/// concatenation is longer than every entry (regression
+/// `tokenizer_load/bpe-merge-longer-than-vocab.json`).
+pub fn bpe_merge_too_long(v: &serde_json::Value) -> bool {
+    let model = &v["model"];
+    let (Some(vocab), Some(merges)) = (model["vocab"].as_object(), model["merges"].as_array()) else {
+        return false;
+    };
+    let longest = vocab.keys().map(String::len).max().unwrap_or(0);
+    let prefix = model["continuing_subword_prefix"].as_str().map_or(0, str::len);
+    merges.iter().any(|m| {
+        let parts: Vec<&str> = match m {
+            serde_json::Value::String(s) => s.splitn(2, ' ').collect(),
+            serde_json::Value::Array(a) => a.iter().filter_map(|p| p.as_str()).collect(),
+            _ => return false,
+        };
+        parts.len() == 2 && parts[0].len() + parts[1].len().saturating_sub(prefix) > longest
+    })
+}
