@@ -10,11 +10,10 @@
 # directory, so seeds/ is left as it is; a crashing input is kept in $FUZZ_SMOKE_ARTIFACTS
 # (default fuzz/artifacts/smoke/) and named in the summary.
 #
-# The bugs already found (regressions/README.md) are skipped (MALUS_FUZZ_SKIP_KNOWN=1, see
-# fuzz_targets/known.rs): some are found within seconds and would fail every run until fixed.
-# MALUS_FUZZ_SKIP_KNOWN=0 fuzz/smoke.sh runs without the skips. With FUZZ_SMOKE_SANITIZER=none
-# panics and overflows are still caught, but a huge calloc that is never touched may stay under
-# the RSS limit unnoticed (libFuzzer's malloc limit needs the sanitizer's allocator hooks).
+# Every input that once crashed a target (regressions/<target>/) is run first. With
+# FUZZ_SMOKE_SANITIZER=none panics and overflows are still caught, but a huge calloc that is
+# never touched may stay under the RSS limit unnoticed (libFuzzer's malloc limit needs the
+# sanitizer's allocator hooks).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,7 +22,6 @@ sanitizer=${FUZZ_SMOKE_SANITIZER:-address}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 artifacts=${FUZZ_SMOKE_ARTIFACTS:-$PWD/artifacts/smoke}
 export RUSTC_BOOTSTRAP=1
-export MALUS_FUZZ_SKIP_KNOWN=${MALUS_FUZZ_SKIP_KNOWN-1}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
@@ -53,6 +51,14 @@ for entry in "${targets[@]}"; do
     t=${entry%%|*}
     flags=${entry#*|}
     mkdir -p "$work/$t"
+    if [[ -d regressions/$t ]]; then
+        echo "== $t: the inputs in regressions/$t"
+        if ! "$bin/$t" regressions/$t/* -rss_limit_mb=2048 -timeout=10 >"$work/$t.log" 2>&1; then
+            grep -m1 -A12 -E 'panicked at|ERROR: (libFuzzer|AddressSanitizer)' "$work/$t.log" || true
+            failed+=("$t")
+            continue
+        fi
+    fi
     echo "== $t: ${secs}s from seeds/$t"
     # shellcheck disable=SC2086 # flags are words
     if "$bin/$t" "$work/$t" "seeds/$t" $flags -max_total_time="$secs" -timeout=10 \

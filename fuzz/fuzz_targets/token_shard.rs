@@ -7,27 +7,12 @@
 //! rng seed u64 | window length u16 | window position u16 (all little-endian)
 #![no_main]
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+#[path = "scratch.rs"]
+mod scratch;
 
 use libfuzzer_sys::fuzz_target;
 use malus::data::{Dataset, TokenFile};
 use malus::rng::Rng;
-
-/// tmpfs when there is one: rewriting a file on a loaded ext4 disk waits for the disk.
-fn scratch_dir() -> PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
-fn scratch() -> &'static PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| scratch_dir().join(format!("malus-fuzz-shard-{}.bin", std::process::id())))
-}
 
 fn u16_at(d: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([d[i], d[i + 1]])
@@ -48,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let n = u16_at(data, 14) as usize;
     let pos = u16_at(data, 16) as u64;
     let file = &data[18..];
-    let path = scratch();
+    let path = scratch::path("shard", ".bin");
     std::fs::write(path, file).unwrap();
     let tokens: Vec<u32> = file
         .chunks_exact(2)

@@ -4,12 +4,10 @@
 //! padding, every byte in the vocabulary, no id shared) decodes exactly what it encodes.
 #![no_main]
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::OnceLock;
+#[path = "scratch.rs"]
+mod scratch;
 
-#[path = "known.rs"]
-mod known;
+use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use malus::data::Tok;
@@ -19,21 +17,6 @@ const TEXTS: [&str; 2] = [
     "It is a truth universally acknowledged, that a single man",
     "  Hello,\tworld!\n\n123 4567 x-y_z \"quoted\" (a) [b] {c} ~`@#$%^&*+=|\\/<>?;:' ",
 ];
-
-/// tmpfs when there is one: rewriting a file on a loaded ext4 disk waits for the disk.
-fn scratch_dir() -> PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
-fn scratch() -> &'static PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| scratch_dir().join(format!("malus-fuzz-tok-{}.json", std::process::id())))
-}
 
 /// GPT-2's byte-to-character table (what the ByteLevel pre-tokenizer maps bytes to).
 fn byte_chars() -> Vec<char> {
@@ -103,13 +86,8 @@ fn malus_shaped(v: &Value) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let json = serde_json::from_slice::<Value>(data);
-    // Known: tokenizers 0.23.2 panics (`expect("Helper")`, decoders/mod.rs:90) on a syntax error
-    // inside the "decoder" value (regression `tokenizer_load/decoder-syntax-error.json`), and on
-    // a BPE merge longer than every vocabulary entry (see `known::bpe_merge_too_long`).
-    if known::skip_known() && json.as_ref().map_or(true, known::bpe_merge_too_long) {
-        return;
-    }
-    let path = scratch();
+    scratch::let_malus_catch_panics();
+    let path = scratch::path("tok", ".json");
     std::fs::write(path, data).unwrap();
     let Ok(tok) = Tok::load(path) else {
         return;

@@ -117,6 +117,7 @@ pub fn save(path: &Path, meta: &Meta, params: &Params, opt: &Optimizer) -> Resul
     let (tensors, info) = contents(meta, params, opt)?;
     crate::fsutil::write_atomic_with(path, |tmp| {
         safetensors::serialize_to_file(tensors, Some(info), tmp).map_err(|e| anyhow!("{e}"))?;
+        sort_header_of_file(tmp)?;
         // safetensors writes through a private temp file (mode 0600); checkpoints are ordinary
         // files the user may share.
         #[cfg(unix)]
@@ -128,11 +129,54 @@ pub fn save(path: &Path, meta: &Meta, params: &Params, opt: &Optimizer) -> Resul
     })
 }
 
+/// The length of a safetensors header (the 8 bytes before it say it).
+fn header_len(bytes: &[u8]) -> Result<usize> {
+    let n = bytes.first_chunk::<8>().map(|b| u64::from_le_bytes(*b));
+    n.and_then(|n| usize::try_from(n).ok())
+        .filter(|n| bytes.len() - 8 >= *n)
+        .ok_or_else(|| anyhow!("safetensors wrote a header it cannot hold"))
+}
+
+/// Rewrites a safetensors header (JSON, space-padded) with its keys sorted. safetensors writes
+/// the `__metadata__` map from a `HashMap`, in an order that changes from run to run; sorted,
+/// the same state always gives the same bytes (files can be compared and hashed). The sorted
+/// JSON has the same length: only the order of the keys changes.
+fn sort_header(header: &mut [u8]) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_slice(header)?;
+    let sorted = serde_json::to_vec(&v)?; // serde_json's maps are ordered by key
+    ensure!(
+        sorted.len() <= header.len(),
+        "sorting the checkpoint header grew it"
+    );
+    header[..sorted.len()].copy_from_slice(&sorted);
+    header[sorted.len()..].fill(b' ');
+    Ok(())
+}
+
+/// [`sort_header`] in a file safetensors has written.
+fn sort_header_of_file(path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)?;
+    let n = usize::try_from(u64::from_le_bytes(len))?;
+    let mut header = vec![0u8; n];
+    f.read_exact(&mut header)?;
+    sort_header(&mut header)?;
+    f.seek(SeekFrom::Start(8))?;
+    f.write_all(&header)?;
+    Ok(())
+}
+
 impl Checkpoint {
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let (tensors, info) = contents(&self.meta, &self.params, &self.opt)?;
-        safetensors::serialize(tensors, Some(info)).map_err(|e| anyhow!("serialising checkpoint: {e}"))
+        let mut bytes = safetensors::serialize(tensors, Some(info))
+            .map_err(|e| anyhow!("serialising checkpoint: {e}"))?;
+        let n = header_len(&bytes)?;
+        sort_header(&mut bytes[8..8 + n])?;
+        Ok(bytes)
     }
 
     /// Parses safetensors bytes; `name` is used in error messages.

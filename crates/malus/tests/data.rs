@@ -48,7 +48,12 @@ fn prepare_writes_a_shard_the_dataset_reads() {
 #[test]
 fn malformed_tokenizers_are_errors_not_panics() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/tokenizer_load");
-    for name in ["decoder-bad-byte-found.json", "decoder-syntax-error.json"] {
+    for name in [
+        "decoder-bad-byte-found.json",
+        "decoder-syntax-error.json",
+        "bpe-merge-longer-than-vocab.json",
+        "bpe-merge-longer-than-vocab-found.json",
+    ] {
         let err = format!("{:#}", Tok::load(&dir.join(name)).err().expect("must not load"));
         assert!(err.contains(name), "{name}: {err}");
     }
