@@ -28,11 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let key = Weights::key("w.bin");
     w.insert_file(&key, file.to_vec());
     let _ = w.read(&key, offset);
-    for dims in [
-        vec![1usize],
-        vec![(offset % 1024) as usize],
-        vec![u32::MAX as usize; 3],
-    ] {
+    for dims in [vec![1usize], vec![(offset % 1024) as usize], vec![u32::MAX as usize; 3]] {
         for d in [DType::Fp16, DType::Fp32, DType::Int8, DType::Uint8, DType::Int32] {
             let lit = Literal::blob(Type::tensor(d, &dims), &key, offset);
             let _ = w.resolve(&lit);

@@ -28,9 +28,9 @@ fn value_has_nan(v: &Value) -> bool {
 fn has_nan(p: &Program) -> bool {
     let named = |a: &[(String, Value)]| a.iter().any(|(_, v)| value_has_nan(v));
     named(&p.attrs)
-        || p.functions
-            .iter()
-            .any(|f| named(&f.attrs) || f.body.iter().any(|op| named(&op.inputs) || named(&op.attrs)))
+        || p.functions.iter().any(|f| {
+            named(&f.attrs) || f.body.iter().any(|op| named(&op.inputs) || named(&op.attrs))
+        })
 }
 
 fuzz_target!(|data: &[u8]| {
