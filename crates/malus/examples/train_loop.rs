@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     for (i, batch) in ids.chunks_exact(config.seq + 1).take(60).enumerate() {
         let loss = model.forward(&params, batch)?; // forward → loss
         model.backward(1.0)?; // backward (loss scale 1)
-        let grads = model.take_grads(&params, 1.0);
+        let grads = model.take_grads(&params, 1.0)?;
         let changed = opt.step(&mut params, grads, 3e-3); // optimizer step on f32 master weights
         model.restage(&params, &changed)?; // re-stage the changed weights into the kernel inputs
         if i % 10 == 0 {

@@ -28,7 +28,7 @@
 //! # let batch = vec![0u32; config.seq + 1];
 //! let loss = model.forward(&params, &batch)?;
 //! model.backward(1.0)?;
-//! let grads = model.take_grads(&params, 1.0);
+//! let grads = model.take_grads(&params, 1.0)?;
 //! let changed = opt.step(&mut params, grads, 3e-3);
 //! model.restage(&params, &changed)?;
 //! # let _ = loss; Ok(()) }

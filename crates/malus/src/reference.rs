@@ -1,7 +1,7 @@
 //! A host-only f64 reference of the model, written independently of the kernels (plain loops,
 //! position-major), used to check the device step's loss and gradients.
 
-use crate::model::{Config, Params};
+use crate::model::{Adapters, Config, Params, Target};
 
 fn rmsnorm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
     let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
@@ -14,6 +14,21 @@ fn matvec(w: &[f32], x: &[f64]) -> Vec<f64> {
     w.chunks_exact(x.len())
         .map(|row| row.iter().zip(x).map(|(&a, b)| a as f64 * b).sum())
         .collect()
+}
+
+/// `y = W x + s·B·(A x)` with the adapter of `target` in `layer`, if `lora` has one.
+fn linear(w: &[f32], x: &[f64], lora: Option<&Adapters>, layer: usize, target: Target) -> Vec<f64> {
+    let mut y = matvec(w, x);
+    if let Some(ad) = lora
+        && let Some(a) = ad.get(layer, target)
+    {
+        let u = matvec(&ad.tensors[a.a].data, x);
+        let s = ad.lora.scale();
+        for (yo, d) in y.iter_mut().zip(matvec(&ad.tensors[a.b].data, &u)) {
+            *yo += s * d;
+        }
+    }
+    y
 }
 
 fn rope(v: &mut [f64], heads: usize, hd: usize, pos: usize, theta: f64) {
@@ -38,6 +53,11 @@ fn head_rmsnorm(v: &mut [f64], hd: usize, w: &[f32], eps: f64) {
 
 /// Logits `[seq][vocab]` for `tokens[..seq]`.
 pub fn logits(c: &Config, p: &Params, tokens: &[u32]) -> Vec<Vec<f64>> {
+    logits_with(c, p, None, tokens)
+}
+
+/// [`logits`] of the model with LoRA adapters added to its linear layers.
+pub fn logits_with(c: &Config, p: &Params, lora: Option<&Adapters>, tokens: &[u32]) -> Vec<Vec<f64>> {
     let t = |i: usize| &p.tensors[i].data;
     let seq = tokens.len();
     let (hd, group) = (c.head_dim, c.heads / c.kv_heads);
@@ -50,14 +70,15 @@ pub fn logits(c: &Config, p: &Params, tokens: &[u32]) -> Vec<Vec<f64>> {
                 .collect()
         })
         .collect();
-    for l in &p.layers {
+    for (li, l) in p.layers.iter().enumerate() {
+        let lin = |w: usize, x: &[f64], target| linear(t(w), x, lora, li, target);
         let mut q = Vec::new();
         let mut k = Vec::new();
         let mut v = Vec::new();
         for (s, xs) in x.iter().enumerate() {
             let n = rmsnorm(xs, t(l.attn_norm), c.norm_eps);
-            let mut qs = matvec(t(l.wq), &n);
-            let mut ks = matvec(t(l.wk), &n);
+            let mut qs = lin(l.wq, &n, Target::Q);
+            let mut ks = lin(l.wk, &n, Target::K);
             if let (Some(qn), Some(kn)) = (l.q_norm, l.k_norm) {
                 head_rmsnorm(&mut qs, hd, t(qn), c.norm_eps);
                 head_rmsnorm(&mut ks, hd, t(kn), c.norm_eps);
@@ -66,7 +87,7 @@ pub fn logits(c: &Config, p: &Params, tokens: &[u32]) -> Vec<Vec<f64>> {
             rope(&mut ks, c.kv_heads, hd, s, c.rope_theta);
             q.push(qs);
             k.push(ks);
-            v.push(matvec(t(l.wv), &n));
+            v.push(lin(l.wv, &n, Target::V));
         }
         for i in 0..seq {
             let mut o = vec![0.0; c.q_dim()];
@@ -89,21 +110,21 @@ pub fn logits(c: &Config, p: &Params, tokens: &[u32]) -> Vec<Vec<f64>> {
                     }
                 }
             }
-            let a = matvec(t(l.wo), &o);
+            let a = lin(l.wo, &o, Target::O);
             for (xd, ad) in x[i].iter_mut().zip(a) {
                 *xd += c.residual_scale * ad;
             }
         }
         for xs in x.iter_mut() {
             let n = rmsnorm(xs, t(l.ffn_norm), c.norm_eps);
-            let h1 = matvec(t(l.w1), &n);
-            let h3 = matvec(t(l.w3), &n);
+            let h1 = lin(l.w1, &n, Target::Gate);
+            let h3 = lin(l.w3, &n, Target::Up);
             let g: Vec<f64> = h1
                 .iter()
                 .zip(&h3)
                 .map(|(a, b)| a / (1.0 + (-a).exp()) * b)
                 .collect();
-            let y = matvec(t(l.w2), &g);
+            let y = lin(l.w2, &g, Target::Down);
             for (xd, yd) in xs.iter_mut().zip(y) {
                 *xd += c.residual_scale * yd;
             }
@@ -116,8 +137,13 @@ pub fn logits(c: &Config, p: &Params, tokens: &[u32]) -> Vec<Vec<f64>> {
 
 /// Mean cross-entropy of predicting `tokens[s + 1]` from `tokens[..=s]`, for `s < seq`.
 pub fn loss(c: &Config, p: &Params, tokens: &[u32]) -> f64 {
+    loss_with(c, p, None, tokens)
+}
+
+/// [`loss`] of the model with LoRA adapters.
+pub fn loss_with(c: &Config, p: &Params, lora: Option<&Adapters>, tokens: &[u32]) -> f64 {
     let seq = tokens.len() - 1;
-    let lg = logits(c, p, &tokens[..seq]);
+    let lg = logits_with(c, p, lora, &tokens[..seq]);
     lg.iter()
         .zip(&tokens[1..])
         .map(|(row, &target)| {

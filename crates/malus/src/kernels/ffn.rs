@@ -5,25 +5,28 @@ use anyhow::Result;
 use malus_mil::Var;
 
 use super::dw::{self, Term};
+use super::lora::{self, Path, plus_backward, plus_forward};
 use super::packing::block::*;
 use super::packing::{Axis, Packing};
 use super::{KernelDef, KernelId, Mil, Shape};
+use crate::model::Target;
+
+/// The layers of this block an adapter can target, in the order of its low-rank paths.
+const TARGETS: [Target; 3] = [Target::Gate, Target::Up, Target::Down];
 
 /// The input of the forward and the backward: `dy` (the incoming gradient, unused by the
 /// forward) and `x2` (`[dim, seq]` each), then `w1` = W̃1ᵀ, `w3` = W̃3ᵀ and `w2` = W2 as is
 /// (dim × hidden each).
 pub fn input(s: &Shape) -> Packing {
-    Packing::new(
-        Axis::Spatial,
-        s.dim,
-        &[
-            (DY, s.seq),
-            (X2, s.seq),
-            (W1, s.hidden),
-            (W3, s.hidden),
-            (W2, s.hidden),
-        ],
-    )
+    let mut b = vec![
+        (DY, s.seq),
+        (X2, s.seq),
+        (W1, s.hidden),
+        (W3, s.hidden),
+        (W2, s.hidden),
+    ];
+    b.extend(lora::weight_blocks(s, &TARGETS));
+    Packing::new(Axis::Spatial, s.dim, &b)
 }
 
 pub fn forward_output(s: &Shape) -> Packing {
@@ -77,10 +80,19 @@ struct Fwd {
     g: Var,
 }
 
-fn forward_body(m: &mut Mil, s: &Shape, x2: &Var, w1: &Var, w3: &Var) -> Result<Fwd> {
+fn forward_body(
+    m: &mut Mil,
+    s: &Shape,
+    x2: &Var,
+    w1: &Var,
+    w3: &Var,
+    lora: &[Option<Path>; 3],
+) -> Result<Fwd> {
     let (xhat, r) = m.rms_hat(x2, s.norm_eps)?;
     let h1 = m.matmul(w1, &xhat, true, false)?;
+    let h1 = plus_forward(m, h1, &lora[0], &xhat)?;
     let h3 = m.matmul(w3, &xhat, true, false)?;
+    let h3 = plus_forward(m, h3, &lora[1], &xhat)?;
     // SiLU as h1·σ(h1), the form maderix runs on the ANE.
     let sig = m.b.sigmoid(&h1).map_err(|e| anyhow::anyhow!("{e}"))?;
     let silu = m.mul(&h1, &sig)?;
@@ -101,8 +113,10 @@ pub fn forward(s: &Shape) -> Result<KernelDef> {
     let mut m = Mil::new(s.dtype);
     let x = m.input(&inl);
     let [x2, w1, w3, w2] = m.blocks(&x, &inl, [X2, W1, W3, W2])?;
-    let f = forward_body(&mut m, s, &x2, &w1, &w3)?;
+    let lp = lora::paths(&mut m, &x, &inl, s, TARGETS)?;
+    let f = forward_body(&mut m, s, &x2, &w1, &w3, &lp)?;
     let y = m.matmul(&w2, &f.g, false, false)?;
+    let y = plus_forward(&mut m, y, &lp[2], &f.g)?;
     let next = m.residual(&x2, &y, s.residual_scale)?;
     let out = m.output(&outl, &[(X_NEXT, &next)])?;
     KernelDef::new(KernelId::FfnFwd, m.finish(&out), Default::default(), inl, outl)
@@ -114,8 +128,10 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     let mut m = Mil::new(s.dtype);
     let x = m.input(&inl);
     let [dy, x2, w1, w3, w2] = m.blocks(&x, &inl, [DY, X2, W1, W3, W2])?;
-    let f = forward_body(&mut m, s, &x2, &w1, &w3)?;
+    let lp = lora::paths(&mut m, &x, &inl, s, TARGETS)?;
+    let f = forward_body(&mut m, s, &x2, &w1, &w3, &lp)?;
     let dg = m.matmul(&w2, &dy, true, false)?;
+    let dg = plus_backward(&mut m, dg, &lp[2], &dy)?;
     let dg = m.scale(&dg, s.residual_scale)?;
     // g = h1·σ·h3 → dh3 = dg·h1·σ; dh1 = dg·h3·σ·(1 + h1·(1 − σ))
     let silu = m.mul(&f.h1, &f.sig)?;
@@ -128,7 +144,9 @@ pub fn backward(s: &Shape) -> Result<KernelDef> {
     let t = m.mul(&f.h3, &t)?;
     let dh1 = m.mul(&dg, &t)?;
     let a = m.matmul(&w1, &dh1, false, false)?;
+    let a = plus_backward(&mut m, a, &lp[0], &dh1)?;
     let b = m.matmul(&w3, &dh3, false, false)?;
+    let b = plus_backward(&mut m, b, &lp[1], &dh3)?;
     let dxhat = m.add(&a, &b)?;
     let dnorm = m.rms_hat_backward(&f.xhat, &f.r, &dxhat)?;
     let dx2 = m.add(&dy, &dnorm)?;

@@ -21,6 +21,7 @@ pub mod classifier;
 mod consts;
 pub mod dw;
 pub mod ffn;
+pub mod lora;
 mod mil;
 pub mod packing;
 mod shape;

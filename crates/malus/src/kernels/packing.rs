@@ -87,6 +87,21 @@ pub mod block {
     pub const W2: Block = Block::weight("w2");
     pub const W3: Block = Block::weight("w3");
     pub const E: Block = Block::weight("e");
+    // LoRA adapters (`kernels::lora`): Ãᵀ and B of each target.
+    pub const LORA_A_Q: Block = Block::weight("lora_a_q");
+    pub const LORA_B_Q: Block = Block::weight("lora_b_q");
+    pub const LORA_A_K: Block = Block::weight("lora_a_k");
+    pub const LORA_B_K: Block = Block::weight("lora_b_k");
+    pub const LORA_A_V: Block = Block::weight("lora_a_v");
+    pub const LORA_B_V: Block = Block::weight("lora_b_v");
+    pub const LORA_A_O: Block = Block::weight("lora_a_o");
+    pub const LORA_B_O: Block = Block::weight("lora_b_o");
+    pub const LORA_A_GATE: Block = Block::weight("lora_a_gate");
+    pub const LORA_B_GATE: Block = Block::weight("lora_b_gate");
+    pub const LORA_A_UP: Block = Block::weight("lora_a_up");
+    pub const LORA_B_UP: Block = Block::weight("lora_b_up");
+    pub const LORA_A_DOWN: Block = Block::weight("lora_a_down");
+    pub const LORA_B_DOWN: Block = Block::weight("lora_b_down");
     // Weight gradients, as the dW kernels emit them.
     pub const DWQ: Block = Block::act("dwq");
     pub const DWK: Block = Block::act("dwk");

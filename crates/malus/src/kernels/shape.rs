@@ -4,7 +4,8 @@
 use anyhow::{Result, ensure};
 use malus_mil::DType;
 
-use crate::model::Config;
+use super::lora::LoraShape;
+use crate::model::{Config, Lora};
 
 /// The dimensions every kernel builder needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +29,8 @@ pub struct Shape {
     /// Qwen3's per-head RMSNorm of q and k before RoPE (weights packed in the attention input).
     pub qk_norm: bool,
     pub dtype: DType,
+    /// LoRA adapters on a frozen base: the kernels gain their low-rank paths.
+    pub lora: Option<LoraShape>,
 }
 
 /// Largest extent of an axis on the strictest chip family (ANEForge: 16384 on A13–A15).
@@ -68,6 +71,13 @@ impl Shape {
             rope_theta: c.rope_theta,
             qk_norm: c.qk_norm,
             dtype,
+            lora: None,
         })
+    }
+
+    /// The shape with the low-rank paths of `lora` in the attention and FFN kernels.
+    pub fn with_lora(mut self, lora: &Lora) -> Shape {
+        self.lora = Some(LoraShape::new(lora));
+        self
     }
 }

@@ -12,7 +12,7 @@ use malus_mil::DType;
 
 use crate::device::Device;
 use crate::kernels::{KERNELS, KernelDef, KernelId, Shape};
-use crate::model::Config;
+use crate::model::{Config, Lora};
 use crate::settings::Dw;
 
 /// The compiled-once kernel set of a model.
@@ -21,6 +21,8 @@ pub struct Plan {
     pub shape: Shape,
     /// Where the weight-gradient matmuls run: [`Dw::Device`] or [`Dw::Host`], never `Auto`.
     pub dw: Dw,
+    /// The adapters of a LoRA run on a frozen base.
+    pub lora: Option<Lora>,
     /// Indexed by [`KernelId`]; the dW kernels are absent when dW runs on the host.
     kernels: Vec<Option<KernelDef>>,
 }
@@ -29,11 +31,23 @@ impl Plan {
     /// The kernels of `config` in `dtype`, with dW where `dw` says (`Auto` is the device: the
     /// cost model needs a chip to choose, see [`Plan::for_device`]).
     pub fn new(config: &Config, dtype: DType, dw: Dw) -> Result<Plan> {
-        let shape = Shape::new(config, dtype)?;
         let dw = match dw {
             Dw::Host => Dw::Host,
             Dw::Auto | Dw::Device => Dw::Device,
         };
+        Plan::build(config, Shape::new(config, dtype)?, dw, None)
+    }
+
+    /// The kernels of a LoRA run: `config` frozen, the attention and FFN kernels with the
+    /// low-rank paths of `lora`, and no dW kernels (the base has no gradients; the adapters'
+    /// are rank-r products on the host, see `train::lora`).
+    pub fn lora(config: &Config, dtype: DType, lora: &Lora) -> Result<Plan> {
+        lora.validate(config)?;
+        let shape = Shape::new(config, dtype)?.with_lora(lora);
+        Plan::build(config, shape, Dw::Host, Some(lora.clone()))
+    }
+
+    fn build(config: &Config, shape: Shape, dw: Dw, lora: Option<Lora>) -> Result<Plan> {
         let kernels = KERNELS
             .iter()
             .map(|e| {
@@ -48,6 +62,7 @@ impl Plan {
             config: config.clone(),
             shape,
             dw,
+            lora,
             kernels,
         })
     }

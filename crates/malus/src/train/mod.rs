@@ -4,6 +4,7 @@
 mod dw_pass;
 pub mod grads;
 mod kernels;
+pub mod lora;
 pub mod optim;
 pub mod staging;
 pub mod step;

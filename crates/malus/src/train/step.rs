@@ -9,13 +9,14 @@ use anyhow::{Result, bail, ensure};
 use super::dw_pass::DwPass;
 use super::grads::Accum;
 use super::kernels::Kernels;
+use super::lora::LoraRun;
 use super::staging::Inputs;
 use crate::device::{Device, Packed};
 use crate::host;
 use crate::kernels::block::*;
 use crate::kernels::dw;
 use crate::kernels::{Block, KernelId, Shape, attention, classifier, ffn};
-use crate::model::{Config, Params};
+use crate::model::{Adapters, Config, Params, Target};
 use crate::plan::Plan;
 
 /// A model compiled on a device: kernels, staged weights, taps and gradient accumulators.
@@ -34,7 +35,10 @@ pub struct CompiledModel {
     probs: Vec<f32>,
     tokens: Vec<u32>,
     scratch: Vec<f32>,
-    acc: Accum,
+    /// The base's gradient accumulators; none when the base is frozen (LoRA).
+    acc: Option<Accum>,
+    /// The adapters of a LoRA run, once staged.
+    lora: Option<LoraRun>,
 }
 
 impl CompiledModel {
@@ -60,7 +64,8 @@ impl CompiledModel {
             probs: vec![0.0; s.seq * s.vocab],
             tokens: Vec::new(),
             scratch: Vec::new(),
-            acc: Accum::new(&s, plan.config.layers),
+            acc: s.lora.is_none().then(|| Accum::new(&s, plan.config.layers)),
+            lora: None,
             config: plan.config.clone(),
             shape: s,
         })
@@ -80,6 +85,25 @@ impl CompiledModel {
     /// Re-stages only the blocks whose tensors changed (see [`Inputs::restage`]).
     pub fn restage(&mut self, p: &Params, changed: &[bool]) -> Result<()> {
         self.inputs.restage(&self.shape, p, changed)
+    }
+
+    /// Stages the adapters of a LoRA plan (the first time beside the frozen base `p`, which must
+    /// be staged already; afterwards `p` is only read for its layout). Their gradients start at
+    /// zero the first time and accumulate until [`CompiledModel::take_lora_grads`].
+    pub fn stage_adapters(&mut self, p: &Params, ad: &Adapters) -> Result<()> {
+        let Some(l) = &self.shape.lora else {
+            bail!("this model was compiled without LoRA: build its plan with Plan::lora")
+        };
+        ensure!(
+            l.rank == ad.lora.rank && l.targets == ad.lora.targets && l.scale == ad.lora.scale(),
+            "the adapters' rank, targets or scale differ from the plan's"
+        );
+        match &mut self.lora {
+            Some(run) => run.set(ad)?,
+            None => self.lora = Some(LoraRun::new(p, ad.clone())),
+        }
+        let run = self.lora.as_ref().expect("set above");
+        run.stage(&mut self.inputs, &self.shape)
     }
 
     /// Forward pass over `tokens[..seq]` predicting `tokens[1..]`; returns the mean loss.
@@ -127,7 +151,9 @@ impl CompiledModel {
                     self.probs[i * s.vocab + c * vc + v] = x;
                 }
             }
-            out.send(XHAT, &mut self.cls_dw_in, XHAT)?;
+            if self.acc.is_some() {
+                out.send(XHAT, &mut self.cls_dw_in, XHAT)?;
+            }
         }
         let loss = host::cross_entropy_in_place(&mut self.probs, s.vocab, &tokens[1..], 1.0);
         ensure!(
@@ -140,7 +166,14 @@ impl CompiledModel {
     /// Backward pass of the last forward; adds `loss_scale · ∂L/∂θ` (in the dW kernels'
     /// orientation) to the accumulators.
     pub fn backward(&mut self, loss_scale: f32) -> Result<()> {
-        self.acc.reclaim();
+        if let Some(acc) = &mut self.acc {
+            acc.reclaim();
+        } else {
+            ensure!(
+                self.lora.is_some(),
+                "stage the adapters before the first backward"
+            );
+        }
         let s = self.shape.clone();
         let (vc, seq) = (s.vocab_chunk, s.seq);
         let mut dxhat = vec![0.0f32; s.dim * seq];
@@ -157,8 +190,9 @@ impl CompiledModel {
             input.write(DLOGITS, &dl)?;
             let out = self.kernels.run(KernelId::ClsBwd, input)?;
             out.add_to(DXHAT, &mut dxhat, &mut self.scratch)?;
+            let Some(acc) = &mut self.acc else { continue };
             let rows = vc * s.dim;
-            let acc = &mut self.acc.cls[c * rows..(c + 1) * rows];
+            let acc = &mut acc.cls[c * rows..(c + 1) * rows];
             if self.kernels.has(KernelId::ClsDw) {
                 self.cls_dw_in.write(DLOGITS, &dl)?;
                 let out = self.kernels.run(KernelId::ClsDw, &self.cls_dw_in)?;
@@ -184,7 +218,23 @@ impl CompiledModel {
         for l in (0..=last).rev() {
             let out = self.kernels.run(KernelId::FfnBwd, &ffn[l])?;
             out.send(DX2, &mut attn[l], DX2)?;
-            let acc = &mut self.acc.layers[l];
+            let Some(acc) = &mut self.acc else {
+                let run = self.lora.as_mut().expect("checked above");
+                run.add_grads(&s, l, &[Target::Gate, Target::Up, Target::Down], out, &ffn[l])?;
+                let out = self.kernels.run(KernelId::AttnBwd, &attn[l])?;
+                run.add_grads(
+                    &s,
+                    l,
+                    &[Target::Q, Target::K, Target::V, Target::O],
+                    out,
+                    &attn[l],
+                )?;
+                if l > 0 {
+                    out.send(DX, &mut ffn[l - 1], DY)?;
+                }
+                continue;
+            };
+            let acc = &mut acc.layers[l];
             let ffn_dw = DwPass {
                 id: KernelId::FfnDw,
                 terms: &ffn::dw_terms(),
@@ -217,7 +267,8 @@ impl CompiledModel {
                 out.send(DX, &mut ffn[l - 1], DY)?;
             } else {
                 let dx = out.read_vec(DX)?;
-                host::embed_backward(&mut self.acc.embed, s.dim, &self.tokens[..seq], &dx);
+                let acc = self.acc.as_mut().expect("the full path");
+                host::embed_backward(&mut acc.embed, s.dim, &self.tokens[..seq], &dx);
             }
         }
         Ok(())
@@ -226,12 +277,37 @@ impl CompiledModel {
     /// The accumulated gradients as parameter gradients (`1/scale` undoes loss scaling and
     /// averages over accumulated micro-steps). They are the accumulators themselves, converted
     /// in place ([`Accum::lend`]); the next backward takes them back, cleared.
-    pub fn take_grads(&mut self, p: &Params, scale: f32) -> &mut Params {
-        self.acc.lend(p, scale)
+    pub fn take_grads(&mut self, p: &Params, scale: f32) -> Result<&mut Params> {
+        Ok(self.full()?.lend(p, scale))
     }
 
     /// A copy of the accumulated gradients as parameter gradients, leaving the accumulators.
-    pub fn grads(&self, p: &Params, scale: f32) -> Params {
-        self.acc.to_grads(p, scale)
+    pub fn grads(&self, p: &Params, scale: f32) -> Result<Params> {
+        let Some(acc) = &self.acc else {
+            bail!("the base of a LoRA model is frozen: it has no gradients")
+        };
+        Ok(acc.to_grads(p, scale))
+    }
+
+    fn full(&mut self) -> Result<&mut Accum> {
+        match &mut self.acc {
+            Some(acc) => Ok(acc),
+            None => bail!("the base of a LoRA model is frozen: it has no gradients"),
+        }
+    }
+
+    /// The adapters' accumulated gradients `∂L/∂θ · 1/scale`; the accumulators restart at zero.
+    pub fn take_lora_grads(&mut self, scale: f32) -> Result<Adapters> {
+        let g = self.lora_grads(scale)?;
+        self.lora.as_mut().expect("checked").zero_grads();
+        Ok(g)
+    }
+
+    /// A copy of the adapters' accumulated gradients, leaving the accumulators.
+    pub fn lora_grads(&self, scale: f32) -> Result<Adapters> {
+        match &self.lora {
+            Some(run) => Ok(run.grads(scale)),
+            None => bail!("this model has no adapters staged"),
+        }
     }
 }

@@ -279,7 +279,7 @@ impl Trainer {
             if loss.is_nan() { "NaN" } else { "inf" },
             self.step_no + 1
         );
-        let grads = self.model.take_grads(&self.params, scale * accum as f32);
+        let grads = self.model.take_grads(&self.params, scale * accum as f32)?;
         let finite = loss.is_finite() && grads.tensors.iter().all(|t| t.data.iter().all(|v| v.is_finite()));
         let apply = self.scaler.update(finite);
         let lr = self.schedule.lr(self.step_no);

@@ -35,7 +35,7 @@ pub fn loss_and_grads(
     let mut model = compiled(c, p, device, dw);
     let loss = model.forward(p, toks).unwrap();
     model.backward(scale).unwrap();
-    (loss, model.grads(p, scale))
+    (loss, model.grads(p, scale).unwrap())
 }
 
 /// Runs the `malus` command; returns its exit code and what it printed (stdout, then stderr).

@@ -1,0 +1,285 @@
+//! LoRA adapters: low-rank updates `W + s·B·A` of a frozen model's linear layers, with
+//! `A` `[r, in]`, `B` `[out, r]` and `s` = α/r (or α/√r, rsLoRA), as Hugging Face PEFT defines
+//! them. Only the adapters train; the base weights are staged once and never change.
+
+use anyhow::{Result, bail, ensure};
+
+use super::{Config, Tensor};
+use crate::rng::Rng;
+
+/// A linear layer an adapter can target, by its Hugging Face module name.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Target {
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
+
+    /// `(out, in)` of the layer's weight.
+    pub fn dims(self, c: &Config) -> (usize, usize) {
+        match self {
+            Target::Q => (c.q_dim(), c.dim),
+            Target::K | Target::V => (c.kv_dim(), c.dim),
+            Target::O => (c.dim, c.q_dim()),
+            Target::Gate | Target::Up => (c.hidden, c.dim),
+            Target::Down => (c.dim, c.hidden),
+        }
+    }
+
+    /// The module path under `model.layers.N.` (Hugging Face Llama/Mistral/Qwen3 names, which
+    /// PEFT's `target_modules` and adapter tensor names use).
+    pub fn module(self) -> &'static str {
+        match self {
+            Target::Q => "self_attn.q_proj",
+            Target::K => "self_attn.k_proj",
+            Target::V => "self_attn.v_proj",
+            Target::O => "self_attn.o_proj",
+            Target::Gate => "mlp.gate_proj",
+            Target::Up => "mlp.up_proj",
+            Target::Down => "mlp.down_proj",
+        }
+    }
+
+    /// The layer's input is the output of an RMSNorm (folded into the staged `A` like into `W`).
+    pub fn after_norm(self) -> bool {
+        matches!(
+            self,
+            Target::Q | Target::K | Target::V | Target::Gate | Target::Up
+        )
+    }
+}
+
+/// The adapter settings of a run (`--lora-*`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lora {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Scale by α/√r (rank-stabilised LoRA) rather than α/r.
+    pub rslora: bool,
+    pub dropout: f64,
+    /// Sorted, without repeats.
+    pub targets: Vec<Target>,
+    /// Adapt only the last `n` layers (`None`: all).
+    pub layers: Option<usize>,
+}
+
+impl Lora {
+    /// PEFT's defaults as the issue states them: rank 8, α 16, every linear layer.
+    pub fn new(rank: usize, alpha: f64, targets: &[Target]) -> Lora {
+        let mut targets = targets.to_vec();
+        targets.sort();
+        targets.dedup();
+        Lora {
+            rank,
+            alpha,
+            rslora: false,
+            dropout: 0.0,
+            targets,
+            layers: None,
+        }
+    }
+
+    /// The factor `s` of the low-rank path.
+    pub fn scale(&self) -> f64 {
+        if self.rslora {
+            self.alpha / (self.rank as f64).sqrt()
+        } else {
+            self.alpha / self.rank as f64
+        }
+    }
+
+    pub fn has(&self, t: Target) -> bool {
+        self.targets.contains(&t)
+    }
+
+    /// The first adapted layer.
+    pub fn first_layer(&self, c: &Config) -> usize {
+        c.layers - self.layers.unwrap_or(c.layers).min(c.layers)
+    }
+
+    /// Settings that cannot train, named by their flag.
+    pub fn validate(&self, c: &Config) -> Result<()> {
+        ensure!(self.rank >= 1, "--lora-rank must be at least 1");
+        ensure!(
+            self.rank <= c.dim,
+            "--lora-rank {} is larger than the model's hidden size {}",
+            self.rank,
+            c.dim
+        );
+        ensure!(
+            self.alpha.is_finite() && self.alpha > 0.0,
+            "--lora-alpha must be a finite number > 0, got {}",
+            self.alpha
+        );
+        ensure!(
+            self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout),
+            "--lora-dropout must be in [0, 1), got {}",
+            self.dropout
+        );
+        if self.dropout > 0.0 {
+            bail!(
+                "--lora-dropout {} is not supported yet (the kernels have no dropout mask); use 0",
+                self.dropout
+            );
+        }
+        ensure!(!self.targets.is_empty(), "--lora-targets names no layer");
+        if let Some(n) = self.layers {
+            ensure!(
+                (1..=c.layers).contains(&n),
+                "--lora-layers {n} must be in 1..={} (the model's layers)",
+                c.layers
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One adapter: the `A` and `B` tensors of a target in a layer (indices into
+/// [`Adapters::tensors`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adapter {
+    pub layer: usize,
+    pub target: Target,
+    pub a: usize,
+    pub b: usize,
+}
+
+/// Every adapter of a model, as named f32 tensors (PEFT's names without its
+/// `base_model.model.` prefix, e.g. `model.layers.0.self_attn.q_proj.lora_A.weight`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adapters {
+    pub lora: Lora,
+    pub tensors: Vec<Tensor>,
+    pub adapters: Vec<Adapter>,
+}
+
+impl Adapters {
+    /// Zero adapters with the config's shapes, layer by layer, targets in [`Target::ALL`] order.
+    pub fn zeros(c: &Config, lora: &Lora) -> Adapters {
+        let (mut tensors, mut adapters) = (Vec::new(), Vec::new());
+        for layer in lora.first_layer(c)..c.layers {
+            for &target in &lora.targets {
+                let (out, inp) = target.dims(c);
+                let name = |m: &str| format!("model.layers.{layer}.{}.{m}.weight", target.module());
+                let zero = |name: String, shape: Vec<usize>| Tensor {
+                    name,
+                    data: vec![0.0; shape.iter().product()],
+                    shape,
+                };
+                adapters.push(Adapter {
+                    layer,
+                    target,
+                    a: tensors.len(),
+                    b: tensors.len() + 1,
+                });
+                tensors.push(zero(name("lora_A"), vec![lora.rank, inp]));
+                tensors.push(zero(name("lora_B"), vec![out, lora.rank]));
+            }
+        }
+        Adapters {
+            lora: lora.clone(),
+            tensors,
+            adapters,
+        }
+    }
+
+    /// PEFT's initialisation: `A` Kaiming-uniform with a = √5, i.e. uniform ±1/√in, and
+    /// `B` = 0, so an untrained adapter leaves the model exactly as it was.
+    pub fn init(c: &Config, lora: &Lora, seed: u64) -> Adapters {
+        let mut a = Adapters::zeros(c, lora);
+        let mut rng = Rng::new(seed);
+        for ad in a.adapters.clone() {
+            let t = &mut a.tensors[ad.a];
+            let bound = 1.0 / (t.shape[1] as f64).sqrt();
+            t.data.iter_mut().for_each(|v| *v = rng.uniform(bound));
+        }
+        a
+    }
+
+    /// The adapter of `target` in `layer`, if there is one.
+    pub fn get(&self, layer: usize, target: Target) -> Option<&Adapter> {
+        self.adapters
+            .iter()
+            .find(|a| a.layer == layer && a.target == target)
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.tensors.iter().map(|t| t.data.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_names_scale_and_init() {
+        let c = Config::preset("tiny").unwrap();
+        let mut lora = Lora::new(4, 8.0, &[Target::V, Target::Q, Target::Down, Target::Q]);
+        assert_eq!(lora.targets, [Target::Q, Target::V, Target::Down]);
+        assert_eq!(lora.scale(), 2.0);
+        lora.layers = Some(1);
+        let a = Adapters::init(&c, &lora, 1);
+        assert_eq!(a.adapters.len(), 3);
+        let last = c.layers - 1;
+        let q = a.get(last, Target::Q).unwrap();
+        assert_eq!(
+            a.tensors[q.a].name,
+            format!("model.layers.{last}.self_attn.q_proj.lora_A.weight")
+        );
+        assert_eq!(a.tensors[q.a].shape, [4, c.dim]);
+        assert_eq!(a.tensors[q.b].shape, [c.q_dim(), 4]);
+        let d = a.get(last, Target::Down).unwrap();
+        assert_eq!(a.tensors[d.a].shape, [4, c.hidden]);
+        let bound = 1.0 / (c.hidden as f32).sqrt();
+        assert!(a.tensors[d.a].data.iter().all(|v| v.abs() <= bound));
+        assert!(a.tensors[d.a].data.iter().any(|v| *v != 0.0));
+        assert!(a.tensors[d.b].data.iter().all(|v| *v == 0.0));
+        assert!(a.get(0, Target::Q).is_none() || c.layers == 1);
+        lora.rslora = true;
+        assert_eq!(lora.scale(), 4.0);
+    }
+
+    #[test]
+    fn bad_settings_name_their_flag() {
+        let c = Config::preset("tiny").unwrap();
+        let bad = |f: &dyn Fn(&mut Lora)| {
+            let mut l = Lora::new(8, 16.0, &Target::ALL);
+            f(&mut l);
+            l.validate(&c).unwrap_err().to_string()
+        };
+        assert!(bad(&|l| l.rank = 0).contains("--lora-rank"));
+        assert!(bad(&|l| l.alpha = f64::NAN).contains("--lora-alpha"));
+        assert!(bad(&|l| l.dropout = 1.0).contains("--lora-dropout"));
+        assert!(bad(&|l| l.targets.clear()).contains("--lora-targets"));
+        assert!(bad(&|l| l.layers = Some(0)).contains("--lora-layers"));
+    }
+}
