@@ -21,13 +21,13 @@ fn main() -> anyhow::Result<()> {
     let device = Device::cpu(Numerics::F32);
     let mut model = CompiledModel::new(&Plan::for_device(&config, &device, Dw::Auto)?, &device)?;
     model.stage(&params)?;
-    let mut opt = Optimizer::adamw(&params, AdamWConfig::default());
+    let mut opt = Optimizer::adamw(&params.tensors, AdamWConfig::default());
 
     for (i, batch) in ids.chunks_exact(config.seq + 1).take(60).enumerate() {
         let loss = model.forward(&params, batch)?; // forward → loss
         model.backward(1.0)?; // backward (loss scale 1)
         let grads = model.take_grads(&params, 1.0)?;
-        let changed = opt.step(&mut params, grads, 3e-3); // optimizer step on f32 master weights
+        let changed = opt.step(&mut params.tensors, &grads.tensors, 3e-3); // optimizer step on f32 master weights
         model.restage(&params, &changed)?; // re-stage the changed weights into the kernel inputs
         if i % 10 == 0 {
             println!("batch {i:>3}  loss {loss:.3}");

@@ -1,4 +1,6 @@
-//! Checkpoints: parameters and optimizer moments in one safetensors file, with the rest of the
+//! Checkpoints: the trained tensors (a model's parameters, or a LoRA run's adapters only — the
+//! frozen base is identified by a fingerprint, not copied) and their optimizer moments in one
+//! safetensors file, with the rest of the
 //! training state (config, step, RNG, loss scaler, data position, tokenizer fingerprint) as JSON
 //! in its metadata, and a CRC-32 of every tensor's bytes (metadata key `malus.crc32`) so bit
 //! rot or a bad copy is caught on load, naming the tensor. Written atomically; the newest
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::model::{Config, Params};
+use crate::model::{Adapters, Config, Lora, Params, Tensor};
 use crate::train::optim::{AdamWConfig, LossScaler, Optimizer};
 
 /// Format version written into every checkpoint.
@@ -40,6 +42,31 @@ pub struct Meta {
     pub optimizer: OptimizerMeta,
     /// The training settings, kept for reference and for `--resume` checks.
     pub settings: serde_json::Value,
+    /// A LoRA run's adapters and the fingerprint of the base they adapt (absent in full runs
+    /// and in checkpoints from before LoRA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraMeta>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoraMeta {
+    pub lora: Lora,
+    /// [`fingerprint`] of the base model's parameters.
+    pub base: String,
+}
+
+/// A content fingerprint of a set of tensors (CRC-32 of names, shapes and values): what a
+/// LoRA checkpoint records of its frozen base, so resuming on another base is refused.
+pub fn fingerprint(tensors: &[Tensor]) -> String {
+    let mut h = crc32fast::Hasher::new();
+    for t in tensors {
+        h.update(t.name.as_bytes());
+        for d in &t.shape {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        h.update(bytes_of(&t.data));
+    }
+    format!("{:08x}", h.finalize())
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -72,8 +99,29 @@ impl OptimizerMeta {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub meta: Meta,
-    pub params: Params,
+    pub weights: Weights,
     pub opt: Optimizer,
+}
+
+/// What a run trains.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Weights {
+    Model(Params),
+    Adapters(Adapters),
+}
+
+impl Weights {
+    pub fn tensors(&self) -> &[Tensor] {
+        match self {
+            Weights::Model(p) => &p.tensors,
+            Weights::Adapters(a) => &a.tensors,
+        }
+    }
+}
+
+/// The file prefix of the trained tensors (their moments have the optimizer's).
+fn prefix(meta: &Meta) -> &'static str {
+    if meta.lora.is_some() { "lora" } else { "param" }
 }
 
 fn bytes_of(v: &[f32]) -> &[u8] {
@@ -84,16 +132,17 @@ fn bytes_of(v: &[f32]) -> &[u8] {
 type Contents<'a> = (Vec<(String, TensorView<'a>)>, HashMap<String, String>);
 
 /// The tensors and JSON metadata of a training state, borrowed (nothing is copied).
-fn contents<'a>(meta: &Meta, params: &'a Params, opt: &'a Optimizer) -> Result<Contents<'a>> {
+fn contents<'a>(meta: &Meta, trained: &'a [Tensor], opt: &'a Optimizer) -> Result<Contents<'a>> {
     fn view<'a>(shape: &[usize], data: &'a [f32]) -> Result<TensorView<'a>> {
         TensorView::new(Dtype::F32, shape.to_vec(), bytes_of(data)).map_err(|e| anyhow!("{e}"))
     }
     let mut tensors: Vec<(String, TensorView)> = Vec::new();
-    for t in &params.tensors {
-        tensors.push((format!("param.{}", t.name), view(&t.shape, &t.data)?));
+    let own = prefix(meta);
+    for t in trained {
+        tensors.push((format!("{own}.{}", t.name), view(&t.shape, &t.data)?));
     }
     for (prefix, state) in opt.moments() {
-        for (t, s) in params.tensors.iter().zip(state.iter()) {
+        for (t, s) in trained.iter().zip(state.iter()) {
             tensors.push((format!("{prefix}.{}", t.name), view(&t.shape, s)?));
         }
     }
@@ -113,8 +162,8 @@ fn contents<'a>(meta: &Meta, params: &'a Params, opt: &'a Optimizer) -> Result<C
 /// Writes a training state atomically, streaming the tensors to disk (no copy of the weights
 /// or moments is made, so saving costs no memory): a failure — full disk, interruption — never
 /// replaces a good file.
-pub fn save(path: &Path, meta: &Meta, params: &Params, opt: &Optimizer) -> Result<()> {
-    let (tensors, info) = contents(meta, params, opt)?;
+pub fn save(path: &Path, meta: &Meta, trained: &[Tensor], opt: &Optimizer) -> Result<()> {
+    let (tensors, info) = contents(meta, trained, opt)?;
     crate::fsutil::write_atomic_with(path, |tmp| {
         safetensors::serialize_to_file(tensors, Some(info), tmp).map_err(|e| anyhow!("{e}"))?;
         sort_header_of_file(tmp)?;
@@ -171,7 +220,7 @@ fn sort_header_of_file(path: &Path) -> Result<()> {
 impl Checkpoint {
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let (tensors, info) = contents(&self.meta, &self.params, &self.opt)?;
+        let (tensors, info) = contents(&self.meta, self.weights.tensors(), &self.opt)?;
         let mut bytes = safetensors::serialize(tensors, Some(info))
             .map_err(|e| anyhow!("serialising checkpoint: {e}"))?;
         let n = header_len(&bytes)?;
@@ -216,7 +265,16 @@ impl Checkpoint {
             OptimizerMeta::AdamW { .. } => 2,
             OptimizerMeta::Sgd { .. } => 1,
         };
-        let needed = meta.config.num_params().checked_mul(4 * (1 + moments));
+        let trained = match &meta.lora {
+            None => meta.config.checked_num_params(),
+            Some(l) => {
+                l.lora
+                    .validate(&meta.config)
+                    .with_context(|| format!("{name}: bad LoRA settings"))?;
+                l.lora.num_params(&meta.config)
+            }
+        };
+        let needed = trained.and_then(|n| n.checked_mul(4 * (1 + moments)));
         ensure!(
             needed.is_some_and(|n| n <= bytes.len()),
             "{name}: its config needs {} bytes of tensors but the file has {}",
@@ -225,7 +283,14 @@ impl Checkpoint {
         );
         let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| anyhow!("{name}: corrupt tensors ({e})"))?;
-        let mut params = Params::zeros(&meta.config);
+        let mut weights = match &meta.lora {
+            None => Weights::Model(Params::zeros(&meta.config)),
+            Some(l) => Weights::Adapters(Adapters::zeros(&meta.config, &l.lora)),
+        };
+        let tensors = match &mut weights {
+            Weights::Model(p) => &mut p.tensors,
+            Weights::Adapters(a) => &mut a.tensors,
+        };
         let read = |key: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let t = st
                 .tensor(key)
@@ -255,12 +320,12 @@ impl Checkpoint {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect())
         };
-        for t in params.tensors.iter_mut() {
-            t.data = read(&format!("param.{}", t.name), &t.shape)?;
+        let own = prefix(&meta);
+        for t in tensors.iter_mut() {
+            t.data = read(&format!("{own}.{}", t.name), &t.shape)?;
         }
         let state = |prefix: &str| -> Result<Vec<Vec<f32>>> {
-            params
-                .tensors
+            tensors
                 .iter()
                 .map(|t| read(&format!("{prefix}.{}", t.name), &t.shape))
                 .collect()
@@ -281,19 +346,25 @@ impl Checkpoint {
                 buf: state("sgd_buf")?,
             },
         };
-        if let Some(t) = params
-            .tensors
-            .iter()
-            .find(|t| t.data.iter().any(|v| !v.is_finite()))
-        {
+        if let Some(t) = tensors.iter().find(|t| t.data.iter().any(|v| !v.is_finite())) {
             bail!("{name}: parameter {} contains inf or NaN", t.name);
         }
-        Ok(Checkpoint { meta, params, opt })
+        Ok(Checkpoint { meta, weights, opt })
+    }
+
+    /// The model of a full run's checkpoint; a LoRA checkpoint holds only adapters.
+    pub fn params(&self) -> Result<&Params> {
+        match &self.weights {
+            Weights::Model(p) => Ok(p),
+            Weights::Adapters(_) => bail!(
+                "this checkpoint holds LoRA adapters, not a model: give its base with --init (or merge it with `malus fuse`)"
+            ),
+        }
     }
 
     /// Writes atomically (see [`save`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        save(path, &self.meta, &self.params, &self.opt)
+        save(path, &self.meta, self.weights.tensors(), &self.opt)
     }
 
     pub fn load(path: &Path) -> Result<Checkpoint> {
@@ -379,9 +450,9 @@ mod tests {
     fn sample() -> Checkpoint {
         let c = Config::preset("tiny").unwrap();
         let params = Params::init(&c, 1);
-        let mut opt = Optimizer::adamw(&params, AdamWConfig::default());
+        let mut opt = Optimizer::adamw(&params.tensors, AdamWConfig::default());
         let mut p2 = params.clone();
-        opt.step(&mut p2, &params, 0.01);
+        opt.step(&mut p2.tensors, &params.tensors, 0.01);
         Checkpoint {
             meta: Meta {
                 format: FORMAT,
@@ -397,8 +468,9 @@ mod tests {
                     weight_decay: 0.0,
                 },
                 settings: serde_json::json!({"lr": 0.001}),
+                lora: None,
             },
-            params: p2,
+            weights: Weights::Model(p2),
             opt,
         }
     }
@@ -407,7 +479,7 @@ mod tests {
     fn round_trip_is_exact() {
         let ck = sample();
         let back = Checkpoint::from_bytes(&ck.to_bytes().unwrap(), "x").unwrap();
-        assert_eq!(back.params, ck.params);
+        assert_eq!(back.weights, ck.weights);
         assert_eq!(back.opt, ck.opt);
         assert_eq!(back.meta.rng, 99);
         assert!(matches!(

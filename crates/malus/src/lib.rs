@@ -24,12 +24,12 @@
 //! let mut params = Params::init(&config, 0);
 //! let mut model = CompiledModel::new(&Plan::for_device(&config, &device, Dw::Auto)?, &device)?;
 //! model.stage(&params)?;
-//! let mut opt = Optimizer::adamw(&params, AdamWConfig::default());
+//! let mut opt = Optimizer::adamw(&params.tensors, AdamWConfig::default());
 //! # let batch = vec![0u32; config.seq + 1];
 //! let loss = model.forward(&params, &batch)?;
 //! model.backward(1.0)?;
 //! let grads = model.take_grads(&params, 1.0)?;
-//! let changed = opt.step(&mut params, grads, 3e-3);
+//! let changed = opt.step(&mut params.tensors, &grads.tensors, 3e-3);
 //! model.restage(&params, &changed)?;
 //! # let _ = loss; Ok(()) }
 //! ```

@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Config;
+use crate::model::{Config, Lora};
 
 /// Which executor runs the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -94,6 +94,9 @@ pub struct Settings {
     pub data: PathBuf,
     pub tokenizer: PathBuf,
     pub out: PathBuf,
+    /// Train LoRA adapters on the frozen `init` model instead of every weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<Lora>,
 }
 
 impl Settings {
@@ -134,7 +137,15 @@ impl Settings {
         ] {
             ensure!(n > 0, "--{flag} must be positive");
         }
-        self.model.validate()
+        self.model.validate()?;
+        if let Some(l) = &self.lora {
+            ensure!(
+                self.init.is_some(),
+                "--lora needs --init: the pretrained model directory whose weights the adapters adapt"
+            );
+            l.validate(&self.model)?;
+        }
+        Ok(())
     }
 
     /// The shipped default: a ~6M-parameter Llama on Jane Austen, minutes on two CPU cores.
@@ -179,6 +190,7 @@ impl Settings {
             data: PathBuf::from(crate::data::input::CORPUS),
             tokenizer: PathBuf::from(crate::data::input::TOKENIZER),
             out: PathBuf::from("runs/default"),
+            lora: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use malus::checkpoint::{CHECKSUMS, Checkpoint, FORMAT, Meta, OptimizerMeta};
+use malus::checkpoint::{CHECKSUMS, Checkpoint, FORMAT, Meta, OptimizerMeta, Weights};
 use malus::train::optim::LossScaler;
 use malus::{AdamWConfig, Config, Optimizer, Params, Settings};
 use safetensors::SafeTensors;
@@ -24,8 +24,8 @@ fn state() -> Checkpoint {
     };
     let mut params = Params::init(&c, 3);
     let g = Params::init(&c, 9);
-    let mut opt = Optimizer::adamw(&params, AdamWConfig::default());
-    opt.step(&mut params, &g, 1e-3);
+    let mut opt = Optimizer::adamw(&params.tensors, AdamWConfig::default());
+    opt.step(&mut params.tensors, &g.tensors, 1e-3);
     let mut s = Settings::default_run();
     s.model = c.clone();
     // The defaults as they were when the fixture was written.
@@ -42,8 +42,13 @@ fn state() -> Checkpoint {
         elapsed_s: 0.5,
         optimizer: OptimizerMeta::of(&opt),
         settings: serde_json::to_value(&s).unwrap(),
+        lora: None,
     };
-    Checkpoint { meta, params, opt }
+    Checkpoint {
+        meta,
+        weights: Weights::Model(params),
+        opt,
+    }
 }
 
 fn fixture() -> PathBuf {
@@ -172,7 +177,7 @@ fn metadata_floats_survive_a_save_and_load() {
     // A saved file holds the same bytes (the header's keys in one order, whatever the process).
     let dir = std::env::temp_dir().join(format!("malus-ck-bytes-{}", std::process::id()));
     let file = dir.join("ck.safetensors");
-    malus::checkpoint::save(&file, &back.meta, &back.params, &back.opt).unwrap();
+    malus::checkpoint::save(&file, &back.meta, back.weights.tensors(), &back.opt).unwrap();
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
     std::fs::remove_dir_all(&dir).unwrap();
     // Numbers that need all 17 digits, everywhere metadata holds an f64.

@@ -296,7 +296,11 @@ fn a_qk_norm_model_trains_checkpoints_and_samples() {
     );
     let path = malus::checkpoint::latest(&d).unwrap().unwrap();
     let ck = malus::checkpoint::Checkpoint::load(&path).unwrap();
-    let qn = ck.params.get("model.layers.0.self_attn.q_norm.weight").unwrap();
+    let qn = ck
+        .params()
+        .unwrap()
+        .get("model.layers.0.self_attn.q_norm.weight")
+        .unwrap();
     assert!(qn.data.iter().any(|&v| v != 1.0), "q_norm never trained");
     let opts = malus::generate::SampleOptions {
         temperature: 0.8,
@@ -305,8 +309,15 @@ fn a_qk_norm_model_trains_checkpoints_and_samples() {
         seed: 1,
         stop: None,
     };
-    let text = malus::generate::generate(&ck.meta.config, &ck.params, t.tokenizer(), "It is", &opts, |_| {})
-        .unwrap();
+    let text = malus::generate::generate(
+        &ck.meta.config,
+        ck.params().unwrap(),
+        t.tokenizer(),
+        "It is",
+        &opts,
+        |_| {},
+    )
+    .unwrap();
     assert!(!text.is_empty());
 }
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
-use malus::checkpoint::{Checkpoint, FORMAT, Meta, OptimizerMeta};
+use malus::checkpoint::{Checkpoint, FORMAT, Meta, OptimizerMeta, Weights};
 use malus::data::Tok;
 use malus::model::hf;
 use malus::train::optim::LossScaler;
@@ -71,11 +71,11 @@ fn checkpoint_seeds() -> Result<()> {
         let mut params = Params::init(&c, 3);
         let g = Params::init(&c, 9);
         let mut opt = if adamw {
-            Optimizer::adamw(&params, AdamWConfig::default())
+            Optimizer::adamw(&params.tensors, AdamWConfig::default())
         } else {
-            Optimizer::sgd(&params, 0.9, 0.1)
+            Optimizer::sgd(&params.tensors, 0.9, 0.1)
         };
-        opt.step(&mut params, &g, 1e-3);
+        opt.step(&mut params.tensors, &g.tensors, 1e-3);
         let mut s = Settings::default_run();
         s.model = c.clone();
         let meta = Meta {
@@ -89,8 +89,13 @@ fn checkpoint_seeds() -> Result<()> {
             elapsed_s: 0.5,
             optimizer: OptimizerMeta::of(&opt),
             settings: serde_json::to_value(&s)?,
+            lora: None,
         };
-        let ck = Checkpoint { meta, params, opt };
+        let ck = Checkpoint {
+            meta,
+            weights: Weights::Model(params),
+            opt,
+        };
         let bytes = ck.to_bytes()?;
         ensure!(
             Checkpoint::from_bytes(&bytes, name)? == ck,

@@ -9,9 +9,14 @@ use anyhow::{Result, anyhow};
 use malus_mil::Var;
 
 use super::dw::{self, Term};
+use super::lora::{self, Path, plus_backward, plus_forward};
 use super::packing::block::*;
 use super::packing::{Axis, Block, Packing};
 use super::{Consts, KernelDef, KernelId, Mil, Shape};
+use crate::model::Target;
+
+/// The layers of this block an adapter can target, in the order of its low-rank paths.
+const TARGETS: [Target; 4] = [Target::Q, Target::K, Target::V, Target::O];
 
 /// Width of the q/k-norm weight block of the attention input: column 0 is the q_norm weight,
 /// column 1 the k_norm weight, each in rows `0..head_dim` (the rest is zero). Two columns would
@@ -28,6 +33,7 @@ fn weight_blocks(s: &Shape) -> Vec<(Block, usize)> {
     if s.qk_norm {
         b.push((QK_NORM, NORM_BLOCK));
     }
+    b.extend(lora::weight_blocks(s, &TARGETS));
     b
 }
 
@@ -180,11 +186,15 @@ fn forward_body(
     x: &Var,
     w: [&Var; 3],
     norm_w: Option<[Var; 2]>,
+    lora: &[Option<Path>; 4],
 ) -> Result<Fwd> {
     let (xhat, r) = m.rms_hat(x, s.norm_eps)?;
     let q = m.matmul(w[0], &xhat, true, false)?;
+    let q = plus_forward(m, q, &lora[0], &xhat)?;
     let kk = m.matmul(w[1], &xhat, true, false)?;
+    let kk = plus_forward(m, kk, &lora[1], &xhat)?;
     let v = m.matmul(w[2], &xhat, true, false)?;
+    let v = plus_forward(m, v, &lora[2], &xhat)?;
     let (q, kk, norms) = match norm_w {
         Some([wq, wk]) => {
             let (q, nq) = head_norm(m, s, &q, s.heads, wq)?;
@@ -236,8 +246,10 @@ pub fn forward(s: &Shape) -> Result<KernelDef> {
     let x = m.input(&inl);
     let [xa, wq, wk, wv, wo] = m.blocks(&x, &inl, [X, WQ, WK, WV, WO])?;
     let nw = norm_weights(&mut m, &x, &inl, s)?;
-    let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv], nw)?;
+    let lp = lora::paths(&mut m, &x, &inl, s, TARGETS)?;
+    let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv], nw, &lp)?;
     let y = m.matmul(&wo, &f.o, false, false)?;
+    let y = plus_forward(&mut m, y, &lp[3], &f.o)?;
     let x2 = m.residual(&xa, &y, s.residual_scale)?;
     let out = m.output(&outl, &[(X2, &x2)])?;
     KernelDef::new(KernelId::AttnFwd, m.finish(&out), k.into_weights(), inl, outl)
@@ -257,10 +269,12 @@ fn backward_into(s: &Shape, outl: Packing) -> Result<KernelDef> {
     let x = m.input(&inl);
     let [dx2, xa, wq, wk, wv, wo] = m.blocks(&x, &inl, [DX2, X, WQ, WK, WV, WO])?;
     let nw = norm_weights(&mut m, &x, &inl, s)?;
-    let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv], nw)?;
+    let lp = lora::paths(&mut m, &x, &inl, s, TARGETS)?;
+    let f = forward_body(&mut m, s, &mut k, &xa, [&wq, &wk, &wv], nw, &lp)?;
     let e = |e: malus_mil::InferError| anyhow::anyhow!("{e}");
-    // do = α·Woᵀ·dx2
+    // do = α·(Woᵀ + s·Ãoᵀ·Boᵀ)·dx2
     let do_ = m.matmul(&wo, &dx2, true, false)?;
+    let do_ = plus_backward(&mut m, do_, &lp[3], &dx2)?;
     let do_ = m.scale(&do_, s.residual_scale)?;
     let doh = m.reshape(&do_, &[1, s.heads, s.head_dim, s.seq])?;
     // o = v·Pᵀ per head → dv = do·P, dP = doᵀ·v
@@ -296,8 +310,11 @@ fn backward_into(s: &Shape, outl: Packing) -> Result<KernelDef> {
         None => (dq, dk),
     };
     let a = m.matmul(&wq, &dq, false, false)?;
+    let a = plus_backward(&mut m, a, &lp[0], &dq)?;
     let b = m.matmul(&wk, &dk, false, false)?;
+    let b = plus_backward(&mut m, b, &lp[1], &dk)?;
     let c = m.matmul(&wv, &dv, false, false)?;
+    let c = plus_backward(&mut m, c, &lp[2], &dv)?;
     let ab = m.add(&a, &b)?;
     let dxhat = m.add(&ab, &c)?;
     let dnorm = m.rms_hat_backward(&f.xhat, &f.r, &dxhat)?;

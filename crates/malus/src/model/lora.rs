@@ -125,6 +125,17 @@ impl Lora {
         c.layers - self.layers.unwrap_or(c.layers).min(c.layers)
     }
 
+    /// The number of adapter parameters for `c` (`None`: it overflows), counted without
+    /// allocating (a checkpoint's config is checked against its file size first).
+    pub fn num_params(&self, c: &Config) -> Option<usize> {
+        let layers = c.layers - self.first_layer(c);
+        let per_layer = self.targets.iter().try_fold(0usize, |acc, t| {
+            let (out, inp) = t.dims(c);
+            acc.checked_add(out.checked_add(inp)?.checked_mul(self.rank)?)
+        })?;
+        per_layer.checked_mul(layers)
+    }
+
     /// Settings that cannot train, named by their flag.
     pub fn validate(&self, c: &Config) -> Result<()> {
         ensure!(self.rank >= 1, "--lora-rank must be at least 1");

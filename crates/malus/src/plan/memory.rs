@@ -9,7 +9,7 @@ use std::fmt;
 use anyhow::{Result, bail};
 
 use crate::kernels::{Packing, Shape, attention, classifier, ffn};
-use crate::model::Config;
+use crate::model::{Config, Lora};
 use crate::settings::{Dw, OptimizerKind};
 
 /// Bytes a run holds, by part.
@@ -39,17 +39,55 @@ impl MemoryEstimate {
         optimizer: OptimizerKind,
         dw: Dw,
     ) -> MemoryEstimate {
-        let n = |p: &Packing| p.elements() as u128;
-        let (e, f32b) = (elem_bytes as u128, 4u128);
         let params = c.checked_num_params().map_or(u128::MAX / 16, |p| p as u128);
-        let vpad = (s.vocab_chunks * s.vocab_chunk) as u128;
-        let pad = (vpad - s.vocab as u128) * s.dim as u128;
+        let pad = (s.vocab_chunks * s.vocab_chunk - s.vocab) as u128 * s.dim as u128;
+        let mut outs = vec![classifier::dw_input(s), attention::dw_input(s), ffn::dw_input(s)];
+        if dw != Dw::Host {
+            outs.extend([
+                attention::dw_output(s),
+                ffn::dw_output(s),
+                classifier::dw_output(s),
+            ]);
+        }
+        MemoryEstimate {
+            params: 4 * params,
+            grads: 4 * (params + pad),
+            moments: 4 * moments(optimizer) * params,
+            ..MemoryEstimate::device(c, s, elem_bytes, &outs)
+        }
+    }
+
+    /// The estimate for training LoRA adapters `l` on a frozen `c` (`s` with the adapters'
+    /// blocks): the base once on the host in f32 and once staged, gradients and moments for
+    /// the adapters only, no dW buffers.
+    pub fn lora(
+        c: &Config,
+        s: &Shape,
+        elem_bytes: usize,
+        l: &Lora,
+        optimizer: OptimizerKind,
+    ) -> MemoryEstimate {
+        let base = c.checked_num_params().map_or(u128::MAX / 16, |p| p as u128);
+        let adapters = l.num_params(c).map_or(u128::MAX / 16, |p| p as u128);
+        MemoryEstimate {
+            params: 4 * (base + adapters),
+            grads: 4 * adapters,
+            moments: 4 * moments(optimizer) * adapters,
+            ..MemoryEstimate::device(c, s, elem_bytes, &[])
+        }
+    }
+
+    /// The device side of a run: staged inputs, kernel outputs (and the dW buffers `extra`),
+    /// the executor's attention scores, the logits.
+    fn device(c: &Config, s: &Shape, elem_bytes: usize, extra: &[Packing]) -> MemoryEstimate {
+        let n = |p: &Packing| p.elements() as u128;
+        let e = elem_bytes as u128;
         let layers = c.layers as u128;
         let chunks = s.vocab_chunks as u128;
         let staged = e
             * (layers * (n(&attention::input(s)) + n(&ffn::input(s)))
                 + chunks * (n(&classifier::forward_input(s)) + n(&classifier::backward_input(s))));
-        let mut outs = vec![
+        let outs = [
             attention::forward_output(s),
             attention::backward_output(s),
             ffn::forward_output(s),
@@ -58,30 +96,16 @@ impl MemoryEstimate {
             classifier::backward_output(s),
             classifier::norm_input(s),
             classifier::norm_output(s),
-            classifier::dw_input(s),
-            attention::dw_input(s),
-            ffn::dw_input(s),
         ];
-        if dw != Dw::Host {
-            outs.extend([
-                attention::dw_output(s),
-                ffn::dw_output(s),
-                classifier::dw_output(s),
-            ]);
-        }
         let scores = s.heads as u128 * (s.seq as u128) * (s.seq as u128);
-        let kernels = e * (outs.iter().map(n).sum::<u128>() + 4 * scores);
-        let moments = match optimizer {
-            OptimizerKind::AdamW => 2,
-            OptimizerKind::Sgd => 1,
-        };
+        let buffers = outs.iter().chain(extra).map(n).sum::<u128>();
         MemoryEstimate {
-            params: f32b * params,
-            grads: f32b * (params + pad),
-            moments: f32b * moments * params,
+            params: 0,
+            grads: 0,
+            moments: 0,
             staged,
-            kernels,
-            logits: f32b * s.seq as u128 * s.vocab as u128,
+            kernels: e * (buffers + 4 * scores),
+            logits: 4 * s.seq as u128 * s.vocab as u128,
         }
     }
 
@@ -98,6 +122,14 @@ impl MemoryEstimate {
             );
         }
         Ok(())
+    }
+}
+
+/// f32 moments per parameter.
+fn moments(o: OptimizerKind) -> u128 {
+    match o {
+        OptimizerKind::AdamW => 2,
+        OptimizerKind::Sgd => 1,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Optimizers over f32 master weights (AdamW, SGD with momentum), gradient clipping, the
 //! learning-rate schedule and dynamic loss scaling.
 
-use crate::model::Params;
+use crate::model::Tensor;
 
 /// AdamW hyper-parameters.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -40,12 +40,12 @@ pub enum Optimizer {
     },
 }
 
-fn zeros_like(p: &Params) -> Vec<Vec<f32>> {
-    p.tensors.iter().map(|t| vec![0.0; t.data.len()]).collect()
+fn zeros_like(p: &[Tensor]) -> Vec<Vec<f32>> {
+    p.iter().map(|t| vec![0.0; t.data.len()]).collect()
 }
 
 impl Optimizer {
-    pub fn adamw(p: &Params, cfg: AdamWConfig) -> Optimizer {
+    pub fn adamw(p: &[Tensor], cfg: AdamWConfig) -> Optimizer {
         Optimizer::AdamW {
             cfg,
             step: 0,
@@ -54,7 +54,7 @@ impl Optimizer {
         }
     }
 
-    pub fn sgd(p: &Params, momentum: f32, weight_decay: f32) -> Optimizer {
+    pub fn sgd(p: &[Tensor], momentum: f32, weight_decay: f32) -> Optimizer {
         Optimizer::Sgd {
             momentum,
             weight_decay,
@@ -70,16 +70,17 @@ impl Optimizer {
         }
     }
 
-    /// Applies one update with learning rate `lr`. Returns, per parameter tensor, whether any
-    /// of its values changed, so only those are re-staged into kernel inputs.
-    pub fn step(&mut self, p: &mut Params, g: &Params, lr: f32) -> Vec<bool> {
-        let mut changed = vec![false; p.tensors.len()];
+    /// Applies one update of the tensors `p` (a model's parameters or a run's adapters) with
+    /// gradients `g` and learning rate `lr`. Returns, per tensor, whether any of its values
+    /// changed, so only those are re-staged into kernel inputs.
+    pub fn step(&mut self, p: &mut [Tensor], g: &[Tensor], lr: f32) -> Vec<bool> {
+        let mut changed = vec![false; p.len()];
         match self {
             Optimizer::AdamW { cfg, step, m, v } => {
                 *step += 1;
                 let b1c = 1.0 - cfg.beta1.powi(*step as i32);
                 let b2c = 1.0 - cfg.beta2.powi(*step as i32);
-                for (i, (t, gt)) in p.tensors.iter_mut().zip(&g.tensors).enumerate() {
+                for (i, (t, gt)) in p.iter_mut().zip(g).enumerate() {
                     let wd = if t.shape.len() >= 2 { cfg.weight_decay } else { 0.0 };
                     for ((w, &gr), (mi, vi)) in t
                         .data
@@ -102,7 +103,7 @@ impl Optimizer {
                 weight_decay,
                 buf,
             } => {
-                for (i, (t, gt)) in p.tensors.iter_mut().zip(&g.tensors).enumerate() {
+                for (i, (t, gt)) in p.iter_mut().zip(g).enumerate() {
                     let wd = if t.shape.len() >= 2 { *weight_decay } else { 0.0 };
                     for ((w, &gr), b) in t.data.iter_mut().zip(&gt.data).zip(buf[i].iter_mut()) {
                         *b = *momentum * *b + gr;
@@ -118,9 +119,8 @@ impl Optimizer {
 }
 
 /// Global L2 norm of all gradients (f64 accumulation).
-pub fn global_norm(g: &Params) -> f64 {
-    g.tensors
-        .iter()
+pub fn global_norm(g: &[Tensor]) -> f64 {
+    g.iter()
         .flat_map(|t| t.data.iter())
         .map(|&x| x as f64 * x as f64)
         .sum::<f64>()
@@ -128,13 +128,11 @@ pub fn global_norm(g: &Params) -> f64 {
 }
 
 /// Scales gradients so their global norm is at most `max_norm`; returns the norm before.
-pub fn clip(g: &mut Params, max_norm: f64) -> f64 {
+pub fn clip(g: &mut [Tensor], max_norm: f64) -> f64 {
     let n = global_norm(g);
     if max_norm > 0.0 && n > max_norm {
         let k = (max_norm / n) as f32;
-        g.tensors
-            .iter_mut()
-            .for_each(|t| t.data.iter_mut().for_each(|x| *x *= k));
+        g.iter_mut().for_each(|t| t.data.iter_mut().for_each(|x| *x *= k));
     }
     n
 }
@@ -207,6 +205,18 @@ impl LossScaler {
         }
         true
     }
+
+    /// One update's decision: records whether the loss and the unscaled gradients `g` were
+    /// finite, and when the step applies clips `g` to `max_norm`. Returns whether to apply it
+    /// and the gradient norm before clipping (NaN when skipped).
+    pub fn apply(&mut self, loss: f64, g: &mut [Tensor], max_norm: f64) -> (bool, f64) {
+        let finite = loss.is_finite() && g.iter().all(|t| t.data.iter().all(|v| v.is_finite()));
+        if self.update(finite) {
+            (true, clip(g, max_norm))
+        } else {
+            (false, f64::NAN)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,8 +238,8 @@ mod tests {
     fn adamw_first_step_is_lr_times_sign_plus_decay() {
         let mut p = one(1.0);
         let g = one(0.5);
-        let mut o = Optimizer::adamw(&p, AdamWConfig::default());
-        o.step(&mut p, &g, 0.01);
+        let mut o = Optimizer::adamw(&p.tensors, AdamWConfig::default());
+        o.step(&mut p.tensors, &g.tensors, 0.01);
         // m̂ = g, v̂ = g² → update = lr·(1 + wd·w) for the matrix, lr·1 for the vector.
         assert!((p.tensors[0].data[0] - (1.0 - 0.01 * (1.0 + 0.1))).abs() < 1e-6);
         assert!((p.tensors[1].data[0] - 0.99).abs() < 1e-6);
@@ -241,23 +251,23 @@ mod tests {
         let mut g = one(0.5);
         g.tensors[1].data = vec![0.0];
         // SGD without decay: a zero gradient leaves the tensor as it was.
-        let mut o = Optimizer::sgd(&p, 0.0, 0.0);
-        assert_eq!(o.step(&mut p, &g, 0.1), [true, false]);
+        let mut o = Optimizer::sgd(&p.tensors, 0.0, 0.0);
+        assert_eq!(o.step(&mut p.tensors, &g.tensors, 0.1), [true, false]);
         assert_eq!(p.tensors[1].data, [1.0]);
         // AdamW: the first moment keeps moving a tensor after its gradient falls to zero.
-        let mut o = Optimizer::adamw(&p, AdamWConfig::default());
-        assert_eq!(o.step(&mut p, &g, 0.1), [true, false]);
+        let mut o = Optimizer::adamw(&p.tensors, AdamWConfig::default());
+        assert_eq!(o.step(&mut p.tensors, &g.tensors, 0.1), [true, false]);
         g.tensors[0].data = vec![0.0];
-        assert_eq!(o.step(&mut p, &g, 0.1), [true, false]);
+        assert_eq!(o.step(&mut p.tensors, &g.tensors, 0.1), [true, false]);
     }
 
     #[test]
     fn sgd_momentum_accumulates() {
         let mut p = one(0.0);
         let g = one(1.0);
-        let mut o = Optimizer::sgd(&p, 0.9, 0.0);
-        o.step(&mut p, &g, 0.1);
-        o.step(&mut p, &g, 0.1);
+        let mut o = Optimizer::sgd(&p.tensors, 0.9, 0.0);
+        o.step(&mut p.tensors, &g.tensors, 0.1);
+        o.step(&mut p.tensors, &g.tensors, 0.1);
         assert!((p.tensors[0].data[0] - (-0.1 - 0.19)).abs() < 1e-6);
     }
 
@@ -265,8 +275,8 @@ mod tests {
     fn clipping_and_schedule() {
         let mut g = one(3.0);
         g.tensors[1].data = vec![4.0];
-        assert!((clip(&mut g, 1.0) - 5.0).abs() < 1e-9);
-        assert!((global_norm(&g) - 1.0).abs() < 1e-6);
+        assert!((clip(&mut g.tensors, 1.0) - 5.0).abs() < 1e-9);
+        assert!((global_norm(&g.tensors) - 1.0).abs() < 1e-6);
         let s = Schedule {
             max_lr: 1.0,
             warmup: 10,

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use malus_mil::DType;
 
 use super::CompiledModel;
-use super::optim::{AdamWConfig, LossScaler, Optimizer, Schedule, clip};
-use crate::checkpoint::{self, Checkpoint, FORMAT, Meta, OptimizerMeta};
+use super::optim::{AdamWConfig, LossScaler, Optimizer, Schedule};
+use crate::checkpoint::{self, Checkpoint, FORMAT, LoraMeta, Meta, OptimizerMeta, Weights};
 use crate::data::{self, Dataset, Tok, TokenFile};
 use crate::device::Device;
 use crate::kernels::Shape;
-use crate::model::Params;
+use crate::model::{Adapters, Params, Tensor};
 use crate::plan::Plan;
 use crate::plan::memory::{self, MemoryEstimate};
 use crate::rng::Rng;
@@ -41,7 +41,11 @@ pub struct Metrics {
 /// A training run in progress.
 pub struct Trainer {
     settings: Settings,
+    /// The model: every weight trains, or with LoRA the frozen base.
     params: Params,
+    /// A LoRA run's adapters (what trains) and the fingerprint of its base.
+    lora: Option<(Adapters, String)>,
+    /// Over the trained tensors.
     opt: Optimizer,
     scaler: LossScaler,
     step_no: u64,
@@ -68,7 +72,11 @@ fn admit(s: &Settings) -> Result<()> {
     };
     // Kernels are f32 unless a device makes them fp16: the larger estimate.
     let shape = Shape::new(&s.model, DType::Fp32)?;
-    MemoryEstimate::training(&s.model, &shape, 4, s.optimizer, s.dw).admit(available, source)
+    let estimate = match &s.lora {
+        Some(l) => MemoryEstimate::lora(&s.model, &shape.with_lora(l), 4, l, s.optimizer),
+        None => MemoryEstimate::training(&s.model, &shape, 4, s.optimizer, s.dw),
+    };
+    estimate.admit(available, source)
 }
 
 /// Checks the training data before anything is written: a token shard opens, a text file
@@ -124,7 +132,10 @@ impl Trainer {
         let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
         let val = data.validation(c.seq, settings.eval_batches)?;
         let device = Device::open(settings.device, settings.numerics)?;
-        let plan = Plan::for_device(c, &device, settings.dw)?;
+        let plan = match &settings.lora {
+            Some(l) => Plan::lora(c, device.dtype(), l)?,
+            None => Plan::for_device(c, &device, settings.dw)?,
+        };
         let model = CompiledModel::new(&plan, &device)?;
         let fp16 = device.dtype() == DType::Fp16;
         let mut scaler = match settings.loss_scale {
@@ -135,7 +146,12 @@ impl Trainer {
         let (mut step_no, mut rng, mut tokens_seen, mut elapsed) =
             (0, Rng::new(settings.seed ^ 0x5EED), 0, 0.0);
         let mut resume_notes = Vec::new();
-        let (params, opt) = if resume {
+        // The frozen base of a LoRA run is the `--init` model, also when resuming.
+        let base = match &settings.lora {
+            Some(_) => Some(load_init(&settings)?),
+            None => None,
+        };
+        let (params, lora, opt) = if resume {
             let (path, ck, skipped) = checkpoint::latest_intact(&settings.out)
                 .context("--resume")?
                 .ok_or_else(|| anyhow!("--resume: no checkpoint in {}", settings.out.display()))?;
@@ -149,25 +165,35 @@ impl Trainer {
                 ck.meta.tokens_seen,
             );
             elapsed = ck.meta.elapsed_s;
-            (ck.params, ck.opt)
-        } else {
-            let params = match &settings.init {
-                Some(dir) => {
-                    let (hf_config, params) = crate::model::hf::load(dir, c.seq)?;
-                    ensure!(
-                        hf_config == *c,
-                        "the run's model config differs from {}/config.json ({c:?} vs {hf_config:?})",
-                        dir.display()
-                    );
-                    params
+            match (ck.weights, base) {
+                (Weights::Model(p), None) => (p, None, ck.opt),
+                (Weights::Adapters(a), Some(base)) => {
+                    let fp = checkpoint::fingerprint(&base.tensors);
+                    (base, Some((a, fp)), ck.opt)
                 }
-                None => Params::init(c, settings.seed),
-            };
-            let opt = new_optimizer(&settings, &params);
-            (params, opt)
+                _ => unreachable!("check_resume compares the run kinds"),
+            }
+        } else {
+            match (&settings.lora, base) {
+                (Some(l), Some(base)) => {
+                    let a = Adapters::init(c, l, settings.seed);
+                    let opt = new_optimizer(&settings, &a.tensors);
+                    let fp = checkpoint::fingerprint(&base.tensors);
+                    (base, Some((a, fp)), opt)
+                }
+                _ => {
+                    let params = match &settings.init {
+                        Some(_) => load_init(&settings)?,
+                        None => Params::init(c, settings.seed),
+                    };
+                    let opt = new_optimizer(&settings, &params.tensors);
+                    (params, None, opt)
+                }
+            }
         };
         let mut t = Trainer {
             params,
+            lora,
             opt,
             scaler,
             step_no,
@@ -190,6 +216,9 @@ impl Trainer {
             _lock: lock,
         };
         t.model.stage(&t.params)?;
+        if let Some((a, _)) = &t.lora {
+            t.model.stage_adapters(&t.params, a)?;
+        }
         Ok(t)
     }
 
@@ -197,8 +226,22 @@ impl Trainer {
         &self.settings
     }
 
+    /// The model's weights (with LoRA: the frozen base).
     pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// A LoRA run's adapters.
+    pub fn adapters(&self) -> Option<&Adapters> {
+        self.lora.as_ref().map(|(a, _)| a)
+    }
+
+    /// The tensors this run trains: every weight, or the adapters.
+    pub fn trained(&self) -> &[Tensor] {
+        match &self.lora {
+            Some((a, _)) => &a.tensors,
+            None => &self.params.tensors,
+        }
     }
 
     /// Optimizer updates done.
@@ -238,13 +281,17 @@ impl Trainer {
             elapsed_s: self.elapsed,
             optimizer: OptimizerMeta::of(&self.opt),
             settings: serde_json::to_value(&self.settings)?,
+            lora: self.lora.as_ref().map(|(a, base)| LoraMeta {
+                lora: a.lora.clone(),
+                base: base.clone(),
+            }),
         })
     }
 
     /// Writes a checkpoint into the run directory and prunes old ones; returns its path.
     pub fn save(&self) -> Result<PathBuf> {
         let path = self.settings.out.join(checkpoint::file_name(self.step_no));
-        checkpoint::save(&path, &self.meta()?, &self.params, &self.opt)?;
+        checkpoint::save(&path, &self.meta()?, self.trained(), &self.opt)?;
         checkpoint::prune(&self.settings.out, self.settings.keep)?;
         Ok(path)
     }
@@ -279,16 +326,28 @@ impl Trainer {
             if loss.is_nan() { "NaN" } else { "inf" },
             self.step_no + 1
         );
-        let grads = self.model.take_grads(&self.params, scale * accum as f32)?;
-        let finite = loss.is_finite() && grads.tensors.iter().all(|t| t.data.iter().all(|v| v.is_finite()));
-        let apply = self.scaler.update(finite);
+        let k = scale * accum as f32;
         let lr = self.schedule.lr(self.step_no);
-        let mut grad_norm = f64::NAN;
-        if apply {
-            grad_norm = clip(grads, self.settings.clip);
-            let changed = self.opt.step(&mut self.params, grads, lr as f32);
-            self.model.restage(&self.params, &changed)?;
-        }
+        let (apply, grad_norm) = match &mut self.lora {
+            Some((a, _)) => {
+                let mut g = self.model.take_lora_grads(k)?;
+                let (apply, norm) = self.scaler.apply(loss, &mut g.tensors, self.settings.clip);
+                if apply {
+                    self.opt.step(&mut a.tensors, &g.tensors, lr as f32);
+                    self.model.stage_adapters(&self.params, a)?;
+                }
+                (apply, norm)
+            }
+            None => {
+                let g = self.model.take_grads(&self.params, k)?;
+                let (apply, norm) = self.scaler.apply(loss, &mut g.tensors, self.settings.clip);
+                if apply {
+                    let changed = self.opt.step(&mut self.params.tensors, &g.tensors, lr as f32);
+                    self.model.restage(&self.params, &changed)?;
+                }
+                (apply, norm)
+            }
+        };
         self.step_no += 1;
         let dt = t0.elapsed().as_secs_f64();
         self.elapsed += dt;
@@ -341,6 +400,32 @@ impl Trainer {
 /// kind — and returns what the resumed run keeps and changes ([`resume_notes`]).
 fn check_resume(ck: &Checkpoint, path: &Path, settings: &Settings, tok: &Tok) -> Result<Vec<String>> {
     let p = path.display();
+    match (&ck.meta.lora, &settings.lora) {
+        (None, None) => {}
+        (Some(_), None) => {
+            bail!("--resume: {p} holds LoRA adapters: resume it with the same --lora settings and --init")
+        }
+        (None, Some(_)) => {
+            bail!("--resume: {p} is a full fine-tune: --lora cannot continue it (start a new run directory)")
+        }
+        (Some(m), Some(l)) => {
+            ensure!(
+                m.lora == *l,
+                "--resume: {p} trained adapters {:?}, this run asks for {l:?}: the adapters' shape \
+                 cannot change (leave the --lora-* flags as they were, or start a new run directory)",
+                m.lora
+            );
+            let base = load_init(settings)?;
+            let fp = checkpoint::fingerprint(&base.tensors);
+            ensure!(
+                m.base == fp,
+                "--resume: {p} adapts another base model (fingerprint {} vs {fp} of {}): resume \
+                 it with the --init it was trained on",
+                m.base,
+                settings.init.as_deref().unwrap_or(Path::new("?")).display()
+            );
+        }
+    }
     ensure!(
         ck.meta.config == settings.model,
         "--resume: {p}: the checkpoint's model config differs from this run's ({})",
@@ -387,8 +472,21 @@ fn forget_metrics_after(path: &Path, step: u64) -> Result<()> {
     Ok(())
 }
 
-/// A new optimizer over `p` as the settings ask.
-fn new_optimizer(s: &Settings, p: &Params) -> Optimizer {
+/// The `--init` model, checked to be the run's config.
+fn load_init(s: &Settings) -> Result<Params> {
+    let dir = s.init.as_deref().ok_or_else(|| anyhow!("no --init model"))?;
+    let c = &s.model;
+    let (hf_config, params) = crate::model::hf::load(dir, c.seq)?;
+    ensure!(
+        hf_config == *c,
+        "the run's model config differs from {}/config.json ({c:?} vs {hf_config:?})",
+        dir.display()
+    );
+    Ok(params)
+}
+
+/// A new optimizer over the trained tensors `p` as the settings ask.
+fn new_optimizer(s: &Settings, p: &[Tensor]) -> Optimizer {
     match s.optimizer {
         OptimizerKind::AdamW => Optimizer::adamw(
             p,

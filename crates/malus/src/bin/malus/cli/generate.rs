@@ -86,7 +86,7 @@ pub fn run(a: GenerateArgs) -> Result<ExitCode> {
     };
     sample(
         &ck.meta.config,
-        &ck.params,
+        ck.params()?,
         &tok,
         &a.prompt,
         &opts,
