@@ -223,3 +223,147 @@ fn gradients_accumulate_and_restaging_takes_new_values() {
     // The frozen base has no gradients, and says so.
     assert!(m.take_grads(&p, 1.0).unwrap_err().to_string().contains("frozen"));
 }
+
+/// A WordLevel tokenizer of `n` words (the HF fixtures ship none).
+fn word_tokenizer(path: &std::path::Path, n: usize) {
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        (0..n).map(|i| (format!("w{i}"), serde_json::json!(i))).collect();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
+    });
+    std::fs::write(path, tok.to_string()).unwrap();
+}
+
+/// `malus train --init DIR --lora` as a library call: only the adapters train (the base stays
+/// bit-identical), the checkpoint holds adapters and their moments only, resuming continues
+/// them exactly, and resuming on another base or with other adapter settings is refused.
+#[test]
+fn a_lora_run_trains_adapters_only_and_resumes_exactly() {
+    use malus::checkpoint::{Checkpoint, Weights};
+    use malus::model::hf;
+    use malus::{DeviceChoice, Settings, Trainer};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/tiny-llama");
+    let out = std::env::temp_dir().join(format!("malus-lora-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let c = hf::load_config(&src, 16).unwrap();
+    word_tokenizer(&out.join("tok.json"), c.vocab.min(200));
+    let ids: Vec<u32> = (0..4000u32)
+        .map(|i| (i * 7 + i / 13) % c.vocab.min(200) as u32)
+        .collect();
+    malus::data::shards::write_tokens(&out.join("data.bin"), &ids).unwrap();
+    let mut s = Settings::default_run();
+    s.model = c.clone();
+    s.init = Some(src.clone());
+    s.tokenizer = out.join("tok.json");
+    s.data = out.join("data.bin");
+    s.out = out.join("run");
+    s.device = DeviceChoice::Cpu;
+    s.lr = 1e-2;
+    (
+        s.steps,
+        s.accum,
+        s.warmup,
+        s.eval_every,
+        s.eval_batches,
+        s.ckpt_every,
+    ) = (2, 1, 1, 1, 1, 2);
+    s.lora = Some(Lora::new(4, 8.0, &[Target::Q, Target::V, Target::Down]));
+
+    let (_, base) = hf::load(&src, 16).unwrap();
+    let mut t = Trainer::new(s.clone(), false).unwrap();
+    let before = t.adapters().unwrap().clone();
+    t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    assert!(*t.params() == base, "the base must stay frozen");
+    let after = t.adapters().unwrap().clone();
+    for ad in &after.adapters {
+        assert_ne!(after.tensors[ad.b], before.tensors[ad.b], "B never trained");
+    }
+    let ck = Checkpoint::load(&malus::checkpoint::latest(&s.out).unwrap().unwrap()).unwrap();
+    let Weights::Adapters(saved) = &ck.weights else {
+        panic!("a LoRA checkpoint holds adapters")
+    };
+    assert_eq!(saved, &after);
+    assert!(ck.params().is_err(), "a LoRA checkpoint has no model");
+    let moments: usize = ck
+        .opt
+        .moments()
+        .iter()
+        .map(|(_, m)| m.iter().map(Vec::len).sum::<usize>())
+        .sum();
+    assert_eq!(
+        moments,
+        2 * after.num_params(),
+        "AdamW moments for the adapters only"
+    );
+    // Continue one more step, then compare with a run of three steps straight.
+    let mut three = s.clone();
+    three.out = out.join("straight");
+    three.steps = 3;
+    let mut t3 = Trainer::new(three, false).unwrap();
+    t3.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    drop(t);
+    let mut resumed = s.clone();
+    resumed.steps = 3;
+    let mut t = Trainer::new(resumed.clone(), true).unwrap();
+    t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
+    assert_eq!(t.adapters(), t3.adapters(), "resume must continue exactly");
+    drop(t);
+    // Other adapter settings, or a different base, cannot resume these adapters.
+    let mut other = resumed.clone();
+    other.lora.as_mut().unwrap().rank = 2;
+    let err = format!("{:#}", Trainer::new(other, true).err().unwrap());
+    assert!(err.contains("adapters' shape cannot change"), "{err}");
+    let moved = out.join("other-base");
+    std::fs::create_dir_all(&moved).unwrap();
+    let (cfg, mut p) = hf::load(&src, 16).unwrap();
+    p.tensors[p.layers[0].wq].data[0] += 0.5;
+    for f in ["config.json"] {
+        std::fs::copy(src.join(f), moved.join(f)).unwrap();
+    }
+    let names: Vec<String> = p.tensors.iter().map(|t| t.name.clone()).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = p
+        .tensors
+        .iter()
+        .zip(&names)
+        .map(|(t, n)| {
+            let bytes: &[u8] = bytemuck::cast_slice(&t.data);
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), bytes)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &moved.join("model.safetensors")).unwrap();
+    assert_eq!(hf::load_config(&moved, 16).unwrap(), cfg);
+    let mut other = resumed;
+    other.init = Some(moved);
+    let err = format!("{:#}", Trainer::new(other, true).err().unwrap());
+    assert!(err.contains("adapts another base model"), "{err}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Merging the adapters into their weights (`W += s·B·A`, for generation and `fuse`) gives the
+/// model base + adapters compute.
+#[test]
+fn merged_weights_compute_base_plus_adapters() {
+    let mut c = Config::preset("tiny").unwrap();
+    c.kv_heads = 2;
+    let p = base(&c);
+    let mut lora = all_targets();
+    lora.rslora = true;
+    let ad = adapters(&c, &lora);
+    let toks = tokens(&c, 4);
+    let mut merged = p.clone();
+    ad.merge_into(&mut merged);
+    let want = reference::loss_with(&c, &p, Some(&ad), &toks);
+    let got = reference::loss(&c, &merged, &toks);
+    assert!((got - want).abs() < 1e-6 * want, "merged {got} vs adapters {want}");
+    assert!((want - reference::loss(&c, &p, &toks)).abs() > 1e-3);
+}

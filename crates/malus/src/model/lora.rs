@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail, ensure};
 
-use super::{Config, Tensor};
+use super::{Config, Params, Tensor};
 use crate::rng::Rng;
 
 /// A linear layer an adapter can target, by its Hugging Face module name.
@@ -244,6 +244,35 @@ impl Adapters {
 
     pub fn num_params(&self) -> usize {
         self.tensors.iter().map(|t| t.data.len()).sum()
+    }
+
+    /// Adds every adapter into the weight it adapts, `W += s·B·A`: the merged model computes
+    /// what base + adapters compute (for generation, and what `fuse` writes).
+    pub fn merge_into(&self, p: &mut Params) {
+        let s = self.lora.scale() as f32;
+        let r = self.lora.rank;
+        for ad in &self.adapters {
+            let ids = p.layers[ad.layer];
+            let w = match ad.target {
+                Target::Q => ids.wq,
+                Target::K => ids.wk,
+                Target::V => ids.wv,
+                Target::O => ids.wo,
+                Target::Gate => ids.w1,
+                Target::Up => ids.w3,
+                Target::Down => ids.w2,
+            };
+            let (a, b) = (&self.tensors[ad.a].data, &self.tensors[ad.b].data);
+            let inp = a.len() / r;
+            for (o, row) in p.tensors[w].data.chunks_exact_mut(inp).enumerate() {
+                for k in 0..r {
+                    let bk = s * b[o * r + k];
+                    for (wi, ai) in row.iter_mut().zip(&a[k * inp..(k + 1) * inp]) {
+                        *wi += bk * ai;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use malus::generate::SampleOptions;
-use malus::model::{Config, hf};
+use malus::model::{Config, Lora, Target, hf};
 use malus::{DeviceChoice, Dw, Numerics, OptimizerKind, Settings, Trainer};
 
 /// With no arguments: a ~6M-parameter model on the shipped Jane Austen corpus.
@@ -76,6 +76,33 @@ pub struct TrainArgs {
     /// Tokens to sample at the end (0: none).
     #[arg(long, default_value_t = 120)]
     sample_tokens: usize,
+    /// Train LoRA adapters on the frozen --init model instead of every weight.
+    #[arg(long)]
+    lora: bool,
+    /// Rank r of the adapters.
+    #[arg(long, default_value_t = 8, requires = "lora")]
+    lora_rank: usize,
+    /// α of the adapters: the low-rank path is scaled by α/r (α/√r with --rslora).
+    #[arg(long, default_value_t = 16.0, requires = "lora")]
+    lora_alpha: f64,
+    /// Scale by α/√r (rank-stabilised LoRA).
+    #[arg(long, requires = "lora")]
+    rslora: bool,
+    /// Dropout on the adapters' input (only 0 is supported yet).
+    #[arg(long, default_value_t = 0.0, requires = "lora")]
+    lora_dropout: f64,
+    /// The layers to adapt, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "q,k,v,o,gate,up,down",
+        requires = "lora"
+    )]
+    lora_targets: Vec<Target>,
+    /// Adapt only the last N layers (default: all).
+    #[arg(long, requires = "lora")]
+    lora_layers: Option<usize>,
 }
 
 fn settings(a: &TrainArgs) -> Result<Settings> {
@@ -113,6 +140,11 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
     s.loss_scale = a.loss_scale.or(s.loss_scale);
     s.optimizer = a.optimizer.unwrap_or(s.optimizer);
     (s.device, s.numerics, s.dw) = (a.device, a.numerics, a.dw);
+    if a.lora {
+        let mut l = Lora::new(a.lora_rank, a.lora_alpha, &a.lora_targets);
+        (l.rslora, l.dropout, l.layers) = (a.rslora, a.lora_dropout, a.lora_layers);
+        s.lora = Some(l);
+    }
     s.validate()?;
     Ok(s)
 }
@@ -133,6 +165,16 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         t.settings().data.display(),
         t.settings().out.display()
     );
+    if let Some(a) = t.adapters() {
+        println!(
+            "LoRA: {:.3}M adapter parameters (rank {}, α {}, {} layers × {:?}); the base is frozen",
+            a.num_params() as f64 / 1e6,
+            a.lora.rank,
+            a.lora.alpha,
+            a.adapters.len() / a.lora.targets.len().max(1),
+            a.lora.targets
+        );
+    }
     if t.step_no() > 0 {
         println!("resumed at step {}", t.step_no());
         for note in t.resume_notes() {
@@ -199,9 +241,15 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             seed: 42,
             stop: None,
         };
+        // A LoRA run samples from its base with the adapters merged in.
+        let merged = t.adapters().map(|a| {
+            let mut p = t.params().clone();
+            a.merge_into(&mut p);
+            p
+        });
         super::generate::sample(
             &t.settings().model,
-            t.params(),
+            merged.as_ref().unwrap_or(t.params()),
             t.tokenizer(),
             "It is a truth",
             &opts,
