@@ -23,7 +23,21 @@ pub fn path(name: &str, ext: &str) -> &'static PathBuf {
 /// (`Tok::load` guards the tokenizers library, which panics on some files) would count as a
 /// crash. This replaces it with one that only prints: a panic malus catches becomes the error it
 /// returns, and one that escapes still reaches `fuzz_target!`'s own catch, which aborts.
+///
+/// That abort comes after unwinding, so libFuzzer's stack trace no longer shows where the panic
+/// was; the printed message names the file and line. `MALUS_FUZZ_BACKTRACE=1` also prints a
+/// backtrace at each panic (for reproducing one input: it is slow, and `RUST_BACKTRACE` is left
+/// out of it because it is often set for everything).
+#[allow(dead_code)] // only the targets that call into such code use it
 pub fn let_malus_catch_panics() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
+    ONCE.call_once(|| {
+        let backtrace = std::env::var_os("MALUS_FUZZ_BACKTRACE").is_some_and(|v| v != "0");
+        std::panic::set_hook(Box::new(move |info| {
+            eprintln!("{info}");
+            if backtrace {
+                eprintln!("{}", std::backtrace::Backtrace::force_capture());
+            }
+        }))
+    });
 }
