@@ -1,7 +1,10 @@
 //! Data: tokenizers, token files, and preparing text into token files (docs/data.md).
 
+pub mod chat;
 pub mod dataset;
 pub mod input;
+pub mod instruct;
+pub mod jinja;
 pub mod shards;
 pub mod tokenizer;
 
