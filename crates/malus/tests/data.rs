@@ -37,7 +37,7 @@ fn prepare_writes_a_shard_the_dataset_reads() {
     let d = Dataset::new(f, tok.vocab_size(), 32, 0.1).unwrap();
     let w = d.validation(32, 2).unwrap();
     assert_eq!(w.len(), 2);
-    assert!(tok.decode(&w[0]).unwrap().contains("clever"));
+    assert!(tok.decode(&w[0].tokens).unwrap().contains("clever"));
     // A missing input is named.
     let err = data::prepare(&[&dir.join("nope.txt")], &tok, &out).unwrap_err();
     assert!(format!("{err:#}").contains("nope.txt"));

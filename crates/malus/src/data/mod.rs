@@ -1,24 +1,25 @@
-//! Data: tokenizers, token shards, and preparing text into shards.
+//! Data: tokenizers, token files, and preparing text into token files (docs/data.md).
 
+pub mod chat;
+pub mod dataset;
 pub mod input;
+pub mod instruct;
+pub mod jinja;
 pub mod shards;
 pub mod tokenizer;
 
 use std::path::Path;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 
-pub use shards::{Dataset, TokenFile};
+pub use dataset::{Dataset, Window};
+pub use shards::TokenFile;
 pub use tokenizer::Tok;
 
-/// Tokenizes text files (documents separated by the end-of-text token) into a uint16 shard.
-/// Returns the number of tokens written.
+/// Tokenizes text files (documents separated by the end-of-text token, packed) into a token
+/// file: raw uint16 when the vocabulary fits, else uint32 ids under a header. Returns the
+/// number of tokens written.
 pub fn prepare(texts: &[&Path], tok: &Tok, out: &Path) -> Result<usize> {
-    ensure!(
-        tok.vocab_size() <= 65536,
-        "vocabulary of {} does not fit uint16 shards",
-        tok.vocab_size()
-    );
     let mut ids = Vec::new();
     for t in texts {
         let text = input::read_text(t, "text")?;
@@ -30,6 +31,6 @@ pub fn prepare(texts: &[&Path], tok: &Tok, out: &Path) -> Result<usize> {
                 .with_context(|| format!("tokenizing {}", t.display()))?,
         );
     }
-    shards::write_tokens(out, &ids)?;
+    shards::write_token_file(out, &ids, None, tok.vocab_size())?;
     Ok(ids.len())
 }

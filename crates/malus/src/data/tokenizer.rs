@@ -1,5 +1,5 @@
-//! Byte-level BPE tokenizers (Hugging Face `tokenizers`): training on text files, loading,
-//! encoding and decoding.
+//! Byte-level BPE tokenizers (Hugging Face `tokenizers`): training on text files, loading (a
+//! tokenizer.json, or a Hugging Face model directory holding one), encoding and decoding.
 
 use std::path::Path;
 
@@ -13,10 +13,15 @@ use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder, TokenizerImpl};
 /// The end-of-text marker placed between documents; id 0 in tokenizers malus trains.
 pub const EOT: &str = "<|endoftext|>";
 
+/// The largest vocabulary `train` makes; ids past 65,535 go into uint32 token files.
+pub const MAX_TRAIN_VOCAB: usize = 1 << 20;
+
 /// A loaded tokenizer with the hash of its file (stored in checkpoints to catch mismatches).
 pub struct Tok {
     inner: Tokenizer,
     pub hash: String,
+    /// The end-of-sequence token a model directory's tokenizer_config.json names.
+    eos: Option<String>,
 }
 
 /// FNV-1a 64-bit: a content fingerprint, not a security hash.
@@ -32,8 +37,8 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 /// Trains a byte-level BPE tokenizer of `vocab` tokens on `files` and saves it as JSON.
 pub fn train(files: &[&Path], vocab: usize, out: &Path) -> Result<()> {
     ensure!(
-        (257..=65536).contains(&vocab),
-        "vocab size {vocab} must be in 257..=65536 (token shards are uint16)"
+        (257..=MAX_TRAIN_VOCAB).contains(&vocab),
+        "vocab size {vocab} must be in 257..={MAX_TRAIN_VOCAB}"
     );
     for f in files {
         ensure!(f.is_file(), "training text {} does not exist", f.display());
@@ -63,7 +68,20 @@ pub fn train(files: &[&Path], vocab: usize, out: &Path) -> Result<()> {
 }
 
 impl Tok {
+    /// Loads a tokenizer.json, or the one in a Hugging Face model directory (whose
+    /// tokenizer_config.json, when there is one, names the end-of-sequence token).
     pub fn load(path: &Path) -> Result<Tok> {
+        if path.is_dir() {
+            let file = path.join("tokenizer.json");
+            ensure!(
+                file.is_file(),
+                "tokenizer directory {} has no tokenizer.json",
+                path.display()
+            );
+            let mut tok = Tok::load(&file)?;
+            tok.eos = super::chat::TokenizerConfig::for_tokenizer(path)?.eos_token;
+            return Ok(tok);
+        }
         let bytes = super::input::read(path, "tokenizer")?;
         // The tokenizers crate panics on some malformed files (found by fuzzing) rather than
         // returning an error: a panic here, or in a first decode, is a bad file too.
@@ -83,6 +101,7 @@ impl Tok {
         Ok(Tok {
             inner,
             hash: fingerprint(&bytes),
+            eos: None,
         })
     }
 
@@ -103,7 +122,16 @@ impl Tok {
         self.inner.decode(ids, true).map_err(|e| anyhow!("decoding: {e}"))
     }
 
+    /// The id of a token given as text (a special token such as `<|im_end|>`).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The token that ends a document: [`EOT`] when the vocabulary has it, else the
+    /// end-of-sequence token of the model directory's tokenizer_config.json.
     pub fn eot(&self) -> Option<u32> {
-        self.inner.token_to_id(EOT)
+        self.inner
+            .token_to_id(EOT)
+            .or_else(|| self.eos.as_deref().and_then(|e| self.inner.token_to_id(e)))
     }
 }

@@ -130,7 +130,12 @@ impl Trainer {
         let lock = RunLock::take(&settings.out)?;
         let file = open_data(&settings, &tok)?;
         let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
-        let val = data.validation(c.seq, settings.eval_batches)?;
+        // TODO(lora): pass the loss weights
+        let val: Vec<Vec<u32>> = data
+            .validation(c.seq, settings.eval_batches)?
+            .into_iter()
+            .map(|w| w.tokens)
+            .collect();
         let device = Device::open(settings.device, settings.numerics)?;
         let plan = match &settings.lora {
             Some(l) => Plan::lora(c, device.dtype(), l)?,
@@ -313,7 +318,8 @@ impl Trainer {
         let scale = self.scaler.scale;
         let mut loss = 0.0;
         for _ in 0..accum {
-            let toks = self.data.sample(&mut self.rng, c.seq)?;
+            // TODO(lora): pass the loss weights
+            let toks = self.data.sample(&mut self.rng, c.seq)?.tokens;
             loss += self.model.forward(&self.params, &toks)?;
             self.model.backward(scale)?;
         }

@@ -1,0 +1,122 @@
+//! A token file as training data: a held-out tail is the validation split, training windows are
+//! sampled deterministically from a seed, and a window carries its loss weights when the file
+//! has a mask. Windows are cut anywhere in the packed stream, so one may span documents.
+
+use anyhow::{Result, ensure};
+
+use super::shards::TokenFile;
+use crate::rng::Rng;
+
+/// A training or validation window: `seq + 1` tokens (inputs `tokens[..seq]`, targets
+/// `tokens[1..]`) and, from a file with a mask, one loss weight per target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub tokens: Vec<u32>,
+    /// `seq` weights, 1.0 where target `tokens[i + 1]` counts in the loss and 0.0 where it
+    /// does not (the mask byte of token `i + 1`); `None` when every target counts.
+    pub weights: Option<Vec<f32>>,
+}
+
+impl Window {
+    /// The loss weights, all ones when the file has no mask.
+    pub fn loss_weights(&self) -> Vec<f32> {
+        match &self.weights {
+            Some(w) => w.clone(),
+            None => vec![1.0; self.tokens.len().saturating_sub(1)],
+        }
+    }
+}
+
+/// A token file split into a training head and a validation tail.
+#[derive(Debug)]
+pub struct Dataset {
+    pub file: TokenFile,
+    /// Tokens `[0, train_end)` train; `[train_end, len)` validate.
+    pub train_end: u64,
+    pub vocab: usize,
+}
+
+impl Dataset {
+    /// Holds out the last `val_fraction` of the file (at least `seq + 1` tokens each side).
+    pub fn new(file: TokenFile, vocab: usize, seq: usize, val_fraction: f64) -> Result<Dataset> {
+        let need = 2 * (seq as u64 + 1);
+        ensure!(
+            file.len >= need,
+            "{}: {} tokens is too short for sequences of {seq} (need at least {need})",
+            file.path.display(),
+            file.len
+        );
+        let val = ((file.len as f64 * val_fraction) as u64).max(seq as u64 + 1);
+        Ok(Dataset {
+            train_end: file.len - val,
+            file,
+            vocab,
+        })
+    }
+
+    /// The window of `seq + 1` tokens at `pos`.
+    pub fn window(&self, pos: u64, seq: usize) -> Result<Window> {
+        let tokens = self.file.window(pos, seq + 1, self.vocab)?;
+        let weights = self
+            .file
+            .mask(pos + 1, seq)?
+            .map(|m| m.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect());
+        Ok(Window { tokens, weights })
+    }
+
+    /// A random training window of `seq + 1` tokens.
+    pub fn sample(&self, rng: &mut Rng, seq: usize) -> Result<Window> {
+        let span = self.train_end - seq as u64; // ≥ 1 by construction
+        let pos = rng.below(span);
+        self.window(pos, seq)
+    }
+
+    /// `n` evenly spaced validation windows (the same every time).
+    pub fn validation(&self, seq: usize, n: usize) -> Result<Vec<Window>> {
+        let start = self.train_end;
+        let span = self.file.len - start - seq as u64;
+        (0..n as u64)
+            .map(|i| self.window(start + span * i / n.max(1) as u64, seq))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::shards::{write_token_file, write_tokens};
+
+    #[test]
+    fn splits_samples_and_weights() {
+        let dir = std::env::temp_dir().join(format!("malus-dataset-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.bin");
+        let ids: Vec<u32> = (0..1000).map(|i| i % 50).collect();
+        write_tokens(&p, &ids).unwrap();
+        let d = Dataset::new(TokenFile::open(&p).unwrap(), 50, 16, 0.1).unwrap();
+        assert_eq!(d.train_end, 900);
+        let mut rng = Rng::new(3);
+        for _ in 0..100 {
+            let w = d.sample(&mut rng, 16).unwrap();
+            assert_eq!((w.tokens.len(), w.weights.as_ref()), (17, None));
+            assert_eq!(w.loss_weights(), vec![1.0; 16]);
+        }
+        let v = d.validation(16, 4).unwrap();
+        assert_eq!(v[0].tokens[0], 900 % 50);
+
+        // Every third token counts: the weight of target i is the mask of token i + 1.
+        let mask: Vec<bool> = (0..1000).map(|i| i % 3 == 0).collect();
+        write_token_file(&p, &ids, Some(&mask), 50).unwrap();
+        let d = Dataset::new(TokenFile::open(&p).unwrap(), 50, 4, 0.1).unwrap();
+        let w = d.window(10, 4).unwrap();
+        assert_eq!(w.tokens, vec![10, 11, 12, 13, 14]);
+        assert_eq!(w.weights, Some(vec![0.0, 1.0, 0.0, 0.0]));
+        let v = d.validation(4, 2).unwrap();
+        assert!(v.iter().all(|w| w.weights.as_ref().unwrap().len() == 4));
+
+        let short = dir.join("short.bin");
+        write_tokens(&short, &[1, 2, 3]).unwrap();
+        assert!(Dataset::new(TokenFile::open(&short).unwrap(), 50, 16, 0.1).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
