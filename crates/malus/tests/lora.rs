@@ -323,9 +323,7 @@ fn a_lora_run_trains_adapters_only_and_resumes_exactly() {
     std::fs::create_dir_all(&moved).unwrap();
     let (cfg, mut p) = hf::load(&src, 16).unwrap();
     p.tensors[p.layers[0].wq].data[0] += 0.5;
-    for f in ["config.json"] {
-        std::fs::copy(src.join(f), moved.join(f)).unwrap();
-    }
+    std::fs::copy(src.join("config.json"), moved.join("config.json")).unwrap();
     let names: Vec<String> = p.tensors.iter().map(|t| t.name.clone()).collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = p
         .tensors
@@ -364,6 +362,9 @@ fn merged_weights_compute_base_plus_adapters() {
     ad.merge_into(&mut merged);
     let want = reference::loss_with(&c, &p, Some(&ad), &toks);
     let got = reference::loss(&c, &merged, &toks);
-    assert!((got - want).abs() < 1e-6 * want, "merged {got} vs adapters {want}");
+    assert!(
+        (got - want).abs() < 1e-6 * want,
+        "merged {got} vs adapters {want}"
+    );
     assert!((want - reference::loss(&c, &p, &toks)).abs() > 1e-3);
 }
