@@ -3,22 +3,10 @@
 
 mod common;
 
-use common::{loss_and_grads, tokens};
+use common::{loss_and_grads, params_off_one, tokens};
 use malus::reference;
 use malus::rng::Rng;
 use malus::{Config, Device, Dw, Numerics, Params};
-
-/// Random init with norm weights moved away from 1, so the RMSNorm-weight folding is exercised.
-fn params(c: &Config) -> Params {
-    let mut p = Params::init(c, 11);
-    let mut r = Rng::new(5);
-    for t in p.tensors.iter_mut().filter(|t| t.shape.len() == 1) {
-        t.data
-            .iter_mut()
-            .for_each(|v| *v = 0.6 + r.uniform(0.5).abs() * 1.6);
-    }
-    p
-}
 
 /// Loss and gradients of the device step on the CPU executor in f32.
 fn device_grads(c: &Config, p: &Params, toks: &[u32], dw: Dw) -> (f64, Params) {
@@ -35,7 +23,7 @@ fn probes(g: &[f32], r: &mut Rng) -> Vec<usize> {
 }
 
 fn check(c: &Config) {
-    let p = params(c);
+    let p = params_off_one(c);
     let toks = tokens(c, 3);
     let (loss, g) = device_grads(c, &p, &toks, Dw::Device);
     let want = reference::loss(c, &p, &toks);
@@ -105,7 +93,7 @@ fn host_dw_placement_gives_the_same_gradients() {
     c.kv_heads = 2;
     c.residual_scale = 0.8;
     c.qk_norm = true;
-    let p = params(&c);
+    let p = params_off_one(&c);
     let toks = tokens(&c, 8);
     let (_, dev) = device_grads(&c, &p, &toks, Dw::Device);
     let (_, host) = device_grads(&c, &p, &toks, Dw::Host);

@@ -164,17 +164,6 @@ fn bad_directories_are_refused_with_named_errors() {
     );
 }
 
-/// A word-level tokenizer of `n` tokens, small enough for the fixtures' 256-token vocabulary.
-fn tiny_tokenizer(path: &Path, n: usize) {
-    let vocab: serde_json::Map<String, Value> = (0..n).map(|i| (format!("w{i}"), i.into())).collect();
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
-    });
-    std::fs::write(path, tok.to_string()).unwrap();
-}
-
 #[test]
 fn trainer_starts_from_the_imported_weights_and_resume_takes_precedence() {
     use malus::{DeviceChoice, Settings, Trainer};
@@ -185,7 +174,7 @@ fn trainer_starts_from_the_imported_weights_and_resume_takes_precedence() {
     let out = std::env::temp_dir().join(format!("malus-hf-train-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    tiny_tokenizer(&out.join("tok.json"), 200);
+    common::word_tokenizer(&out.join("tok.json"), 200);
     let ids: Vec<u32> = (0..4000u32).map(|i| (i * 7 + i / 13) % 200).collect();
     malus::data::shards::write_tokens(&out.join("data.bin"), &ids).unwrap();
     let mut s = Settings::default_run();

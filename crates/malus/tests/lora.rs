@@ -5,23 +5,11 @@
 
 mod common;
 
-use common::tokens;
+use common::{params_off_one, tokens, word_tokenizer};
 use malus::model::{Adapters, Lora, Target};
 use malus::reference;
 use malus::rng::Rng;
 use malus::{CompiledModel, Config, Device, Numerics, Params, Plan};
-
-/// Random base with norm weights away from 1 (so their folding into Ã is exercised).
-fn base(c: &Config) -> Params {
-    let mut p = Params::init(c, 11);
-    let mut r = Rng::new(5);
-    for t in p.tensors.iter_mut().filter(|t| t.shape.len() == 1) {
-        t.data
-            .iter_mut()
-            .for_each(|v| *v = 0.6 + r.uniform(0.5).abs() * 1.6);
-    }
-    p
-}
 
 /// Adapters with B ≠ 0 too (with B = 0 every ∂A is zero and proves nothing).
 fn adapters(c: &Config, lora: &Lora) -> Adapters {
@@ -50,7 +38,7 @@ fn step(c: &Config, p: &Params, ad: &Adapters, toks: &[u32], device: &Device) ->
 }
 
 fn check(c: &Config, lora: &Lora) {
-    let p = base(c);
+    let p = params_off_one(c);
     let ad = adapters(c, lora);
     let toks = tokens(c, 3);
     let (loss, g) = step(c, &p, &ad, &toks, &Device::cpu(Numerics::F32));
@@ -144,7 +132,7 @@ fn adapters_wider_than_the_input_span_several_chunks() {
 #[test]
 fn untrained_adapters_leave_the_base_model_exactly() {
     let c = Config::preset("tiny").unwrap();
-    let p = base(&c);
+    let p = params_off_one(&c);
     let ad = Adapters::init(&c, &all_targets(), 1);
     let toks = tokens(&c, 5);
     for numerics in [Numerics::F32, Numerics::Fp16] {
@@ -163,7 +151,7 @@ fn untrained_adapters_leave_the_base_model_exactly() {
 fn fp16_adapter_gradients_follow_f32() {
     let mut c = Config::preset("tiny").unwrap();
     c.kv_heads = 2;
-    let p = base(&c);
+    let p = params_off_one(&c);
     let ad = adapters(&c, &all_targets());
     let toks = tokens(&c, 7);
     let (l32, g32) = step(&c, &p, &ad, &toks, &Device::cpu(Numerics::F32));
@@ -189,7 +177,7 @@ fn fp16_adapter_gradients_follow_f32() {
 #[test]
 fn gradients_accumulate_and_restaging_takes_new_values() {
     let c = Config::preset("tiny").unwrap();
-    let p = base(&c);
+    let p = params_off_one(&c);
     let mut ad = adapters(&c, &all_targets());
     let toks = tokens(&c, 2);
     let device = Device::cpu(Numerics::F32);
@@ -222,18 +210,6 @@ fn gradients_accumulate_and_restaging_takes_new_values() {
     assert!((loss - want).abs() < 1e-5 * want, "{loss} vs {want}");
     // The frozen base has no gradients, and says so.
     assert!(m.take_grads(&p, 1.0).unwrap_err().to_string().contains("frozen"));
-}
-
-/// A WordLevel tokenizer of `n` words (the HF fixtures ship none).
-fn word_tokenizer(path: &std::path::Path, n: usize) {
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        (0..n).map(|i| (format!("w{i}"), serde_json::json!(i))).collect();
-    let tok = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
-    });
-    std::fs::write(path, tok.to_string()).unwrap();
 }
 
 /// `malus train --init DIR --lora` as a library call: only the adapters train (the base stays
@@ -353,7 +329,7 @@ fn a_lora_run_trains_adapters_only_and_resumes_exactly() {
 fn merged_weights_compute_base_plus_adapters() {
     let mut c = Config::preset("tiny").unwrap();
     c.kv_heads = 2;
-    let p = base(&c);
+    let p = params_off_one(&c);
     let mut lora = all_targets();
     lora.rslora = true;
     let ad = adapters(&c, &lora);

@@ -48,6 +48,30 @@ pub fn malus(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Random init with norm weights moved away from 1, so the RMSNorm-weight folding is exercised.
+pub fn params_off_one(c: &Config) -> Params {
+    let mut p = Params::init(c, 11);
+    let mut r = Rng::new(5);
+    for t in p.tensors.iter_mut().filter(|t| t.shape.len() == 1) {
+        t.data
+            .iter_mut()
+            .for_each(|v| *v = 0.6 + r.uniform(0.5).abs() * 1.6);
+    }
+    p
+}
+
+/// A word-level tokenizer of `n` tokens (`w0`, `w1`, …), for model fixtures that ship none.
+pub fn word_tokenizer(path: &std::path::Path, n: usize) {
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        (0..n).map(|i| (format!("w{i}"), i.into())).collect();
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
+    });
+    std::fs::write(path, tok.to_string()).unwrap();
+}
+
 /// `seq + 1` random token ids below the vocabulary.
 pub fn tokens(c: &Config, seed: u64) -> Vec<u32> {
     let mut r = Rng::new(seed);
