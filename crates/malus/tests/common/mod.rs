@@ -72,6 +72,22 @@ pub fn word_tokenizer(path: &std::path::Path, n: usize) {
     std::fs::write(path, tok.to_string()).unwrap();
 }
 
+/// Compares `got`, a device gradient of entry `i` of `data`, with the central finite difference
+/// of `loss` (the f64 reference evaluated with that entry set to a value) over the step the f32
+/// entry really takes; asserts a relative error under 1e-3 and returns it.
+pub fn check_against_fd(name: &str, data: &[f32], i: usize, got: f32, loss: impl Fn(f32) -> f64) -> f64 {
+    let h = 1e-4;
+    let (up_v, down_v) = ((data[i] as f64 + h) as f32, (data[i] as f64 - h) as f32);
+    let fd = (loss(up_v) - loss(down_v)) / (up_v as f64 - down_v as f64);
+    let got = got as f64;
+    let rel = (got - fd).abs() / (got.abs() + fd.abs()).max(1e-4);
+    assert!(
+        rel < 1e-3,
+        "{name}[{i}]: device {got:e} vs finite difference {fd:e} (rel {rel:e})"
+    );
+    rel
+}
+
 /// `seq + 1` random token ids below the vocabulary.
 pub fn tokens(c: &Config, seed: u64) -> Vec<u32> {
     let mut r = Rng::new(seed);
