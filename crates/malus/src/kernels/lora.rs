@@ -51,13 +51,7 @@ pub fn blocks(t: Target) -> (Block, Block) {
 
 /// `(out, in)` of a target's weight in kernel dimensions.
 fn dims(s: &Shape, t: Target) -> (usize, usize) {
-    match t {
-        Target::Q => (s.q_dim, s.dim),
-        Target::K | Target::V => (s.kv_dim, s.dim),
-        Target::O => (s.dim, s.q_dim),
-        Target::Gate | Target::Up => (s.hidden, s.dim),
-        Target::Down => (s.dim, s.hidden),
-    }
+    t.dims_of(s.dim, s.hidden, s.q_dim, s.kv_dim)
 }
 
 /// Columns of the staged block of a tall `[rows, cols]` matrix.

@@ -45,13 +45,24 @@ impl Target {
 
     /// `(out, in)` of the layer's weight.
     pub fn dims(self, c: &Config) -> (usize, usize) {
+        self.dims_of(c.dim, c.hidden, c.q_dim(), c.kv_dim())
+    }
+
+    /// `(out, in)` of the layer's weight from the model's widths (hidden size `dim`, FFN
+    /// `hidden`, `q` = heads·head_dim, `kv` = kv_heads·head_dim).
+    pub fn dims_of(self, dim: usize, hidden: usize, q: usize, kv: usize) -> (usize, usize) {
         match self {
-            Target::Q => (c.q_dim(), c.dim),
-            Target::K | Target::V => (c.kv_dim(), c.dim),
-            Target::O => (c.dim, c.q_dim()),
-            Target::Gate | Target::Up => (c.hidden, c.dim),
-            Target::Down => (c.dim, c.hidden),
+            Target::Q => (q, dim),
+            Target::K | Target::V => (kv, dim),
+            Target::O => (dim, q),
+            Target::Gate | Target::Up => (hidden, dim),
+            Target::Down => (dim, hidden),
         }
+    }
+
+    /// Whether the layer sits in the attention block (else the FFN).
+    pub fn in_attention(self) -> bool {
+        matches!(self, Target::Q | Target::K | Target::V | Target::O)
     }
 
     /// The module path under `model.layers.N.` (Hugging Face Llama/Mistral/Qwen3 names, which

@@ -28,11 +28,6 @@ fn taps_of(t: Target) -> (Block, Block, bool) {
     }
 }
 
-/// Whether a target sits in the attention input (else the FFN's).
-pub fn in_attention(t: Target) -> bool {
-    matches!(t, Target::Q | Target::K | Target::V | Target::O)
-}
-
 /// A run's adapters on the device: their values (staged beside the frozen base), the base's
 /// RMSNorm weights they fold in, and their accumulated gradients.
 pub struct LoraRun {
@@ -64,11 +59,8 @@ impl LoraRun {
     /// The RMSNorm weight folded into a target's input, if any.
     fn norm(&self, layer: usize, t: Target) -> Option<&[f32]> {
         let [attn, ffn] = &self.norms[layer];
-        match t {
-            Target::Q | Target::K | Target::V => Some(attn),
-            Target::Gate | Target::Up => Some(ffn),
-            Target::O | Target::Down => None,
-        }
+        t.after_norm()
+            .then_some(if t.in_attention() { attn } else { ffn })
     }
 
     /// Takes new adapter values (same layout) for the next stage.
@@ -92,7 +84,7 @@ impl LoraRun {
         let r = ad.lora.rank;
         for a in &ad.adapters {
             let (ab, bb) = lora::blocks(a.target);
-            let input = if in_attention(a.target) {
+            let input = if a.target.in_attention() {
                 &mut inputs.attn[a.layer]
             } else {
                 &mut inputs.ffn[a.layer]

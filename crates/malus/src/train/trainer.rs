@@ -153,7 +153,11 @@ impl Trainer {
         let mut resume_notes = Vec::new();
         // The frozen base of a LoRA run is the `--init` model, also when resuming.
         let base = match &settings.lora {
-            Some(_) => Some(load_init(&settings)?),
+            Some(_) => {
+                let p = load_init(&settings)?;
+                let fp = checkpoint::fingerprint(&p.tensors);
+                Some((p, fp))
+            }
             None => None,
         };
         let (params, lora, opt) = if resume {
@@ -161,7 +165,8 @@ impl Trainer {
                 .context("--resume")?
                 .ok_or_else(|| anyhow!("--resume: no checkpoint in {}", settings.out.display()))?;
             resume_notes = skipped;
-            resume_notes.extend(check_resume(&ck, &path, &settings, &tok)?);
+            let base_fp = base.as_ref().map(|(_, fp)| fp.as_str());
+            resume_notes.extend(check_resume(&ck, &path, &settings, &tok, base_fp)?);
             forget_metrics_after(&settings.out.join("metrics.jsonl"), ck.meta.step)?;
             (scaler, step_no, rng, tokens_seen) = (
                 ck.meta.scaler,
@@ -172,18 +177,14 @@ impl Trainer {
             elapsed = ck.meta.elapsed_s;
             match (ck.weights, base) {
                 (Weights::Model(p), None) => (p, None, ck.opt),
-                (Weights::Adapters(a), Some(base)) => {
-                    let fp = checkpoint::fingerprint(&base.tensors);
-                    (base, Some((a, fp)), ck.opt)
-                }
+                (Weights::Adapters(a), Some((base, fp))) => (base, Some((a, fp)), ck.opt),
                 _ => unreachable!("check_resume compares the run kinds"),
             }
         } else {
             match (&settings.lora, base) {
-                (Some(l), Some(base)) => {
+                (Some(l), Some((base, fp))) => {
                     let a = Adapters::init(c, l, settings.seed);
                     let opt = new_optimizer(&settings, &a.tensors);
-                    let fp = checkpoint::fingerprint(&base.tensors);
                     (base, Some((a, fp)), opt)
                 }
                 _ => {
@@ -403,8 +404,15 @@ impl Trainer {
 }
 
 /// Checks a checkpoint belongs to this run — the same model config, tokenizer and optimizer
-/// kind — and returns what the resumed run keeps and changes ([`resume_notes`]).
-fn check_resume(ck: &Checkpoint, path: &Path, settings: &Settings, tok: &Tok) -> Result<Vec<String>> {
+/// kind, and for LoRA the same adapter settings and base (`base_fp`, the fingerprint of the
+/// loaded `--init`) — and returns what the resumed run keeps and changes ([`resume_notes`]).
+fn check_resume(
+    ck: &Checkpoint,
+    path: &Path,
+    settings: &Settings,
+    tok: &Tok,
+    base_fp: Option<&str>,
+) -> Result<Vec<String>> {
     let p = path.display();
     match (&ck.meta.lora, &settings.lora) {
         (None, None) => {}
@@ -421,8 +429,7 @@ fn check_resume(ck: &Checkpoint, path: &Path, settings: &Settings, tok: &Tok) ->
                  cannot change (leave the --lora-* flags as they were, or start a new run directory)",
                 m.lora
             );
-            let base = load_init(settings)?;
-            let fp = checkpoint::fingerprint(&base.tensors);
+            let fp = base_fp.unwrap_or_default();
             ensure!(
                 m.base == fp,
                 "--resume: {p} adapts another base model (fingerprint {} vs {fp} of {}): resume \
