@@ -16,7 +16,7 @@ use super::{Consts, KernelDef, KernelId, Mil, Shape};
 use crate::model::Target;
 
 /// The layers of this block an adapter can target, in the order of its low-rank paths.
-const TARGETS: [Target; 4] = [Target::Q, Target::K, Target::V, Target::O];
+pub const TARGETS: [Target; 4] = [Target::Q, Target::K, Target::V, Target::O];
 
 /// Width of the q/k-norm weight block of the attention input: column 0 is the q_norm weight,
 /// column 1 the k_norm weight, each in rows `0..head_dim` (the rest is zero). Two columns would

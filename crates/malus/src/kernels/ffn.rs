@@ -12,7 +12,7 @@ use super::{KernelDef, KernelId, Mil, Shape};
 use crate::model::Target;
 
 /// The layers of this block an adapter can target, in the order of its low-rank paths.
-const TARGETS: [Target; 3] = [Target::Gate, Target::Up, Target::Down];
+pub const TARGETS: [Target; 3] = [Target::Gate, Target::Up, Target::Down];
 
 /// The input of the forward and the backward: `dy` (the incoming gradient, unused by the
 /// forward) and `x2` (`[dim, seq]` each), then `w1` = W̃1ᵀ, `w3` = W̃3ᵀ and `w2` = W2 as is

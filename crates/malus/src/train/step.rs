@@ -16,7 +16,7 @@ use crate::host;
 use crate::kernels::block::*;
 use crate::kernels::dw;
 use crate::kernels::{Block, KernelId, Shape, attention, classifier, ffn};
-use crate::model::{Adapters, Config, Params, Target};
+use crate::model::{Adapters, Config, Params};
 use crate::plan::Plan;
 
 /// A model compiled on a device: kernels, staged weights, taps and gradient accumulators.
@@ -220,15 +220,9 @@ impl CompiledModel {
             out.send(DX2, &mut attn[l], DX2)?;
             let Some(acc) = &mut self.acc else {
                 let run = self.lora.as_mut().expect("checked above");
-                run.add_grads(&s, l, &[Target::Gate, Target::Up, Target::Down], out, &ffn[l])?;
+                run.add_grads(&s, l, &ffn::TARGETS, out, &ffn[l])?;
                 let out = self.kernels.run(KernelId::AttnBwd, &attn[l])?;
-                run.add_grads(
-                    &s,
-                    l,
-                    &[Target::Q, Target::K, Target::V, Target::O],
-                    out,
-                    &attn[l],
-                )?;
+                run.add_grads(&s, l, &attention::TARGETS, out, &attn[l])?;
                 if l > 0 {
                     out.send(DX, &mut ffn[l - 1], DY)?;
                 }
