@@ -2,10 +2,13 @@
 //! sampled deterministically from a seed, and a window carries its loss weights when the file
 //! has a mask. Windows are cut anywhere in the packed stream, so one may span documents.
 
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 
 use super::shards::TokenFile;
 use crate::rng::Rng;
+
+/// How many times [`Dataset::sample`] draws again a window with no counted target.
+pub const REDRAWS: usize = 1000;
 
 /// A training or validation window: `seq + 1` tokens (inputs `tokens[..seq]`, targets
 /// `tokens[1..]`) and, from a file with a mask, one loss weight per target.
@@ -64,11 +67,22 @@ impl Dataset {
         Ok(Window { tokens, weights })
     }
 
-    /// A random training window of `seq + 1` tokens.
+    /// A random training window of `seq + 1` tokens. With a mask, a window none of whose
+    /// targets counts (inside one long prompt) teaches nothing and is drawn again, up to
+    /// [`REDRAWS`] times before the file is called too sparse.
     pub fn sample(&self, rng: &mut Rng, seq: usize) -> Result<Window> {
         let span = self.train_end - seq as u64; // ≥ 1 by construction
-        let pos = rng.below(span);
-        self.window(pos, seq)
+        for _ in 0..REDRAWS {
+            let w = self.window(rng.below(span), seq)?;
+            if w.weights.as_ref().is_none_or(|m| m.iter().any(|&v| v > 0.0)) {
+                return Ok(w);
+            }
+        }
+        bail!(
+            "{}: {REDRAWS} random windows of {seq} tokens in a row had no token that counts in the \
+             loss: the mask leaves too little (are the prompts longer than --seq?)",
+            self.file.path.display()
+        )
     }
 
     /// `n` evenly spaced validation windows (the same every time).
@@ -113,6 +127,19 @@ mod tests {
         assert_eq!(w.weights, Some(vec![0.0, 1.0, 0.0, 0.0]));
         let v = d.validation(4, 2).unwrap();
         assert!(v.iter().all(|w| w.weights.as_ref().unwrap().len() == 4));
+
+        // Windows with no counted target are drawn again; a file with none is refused by name.
+        let sparse: Vec<bool> = (0..1000).map(|i| i % 25 == 0).collect();
+        write_token_file(&p, &ids, Some(&sparse), 50).unwrap();
+        let d = Dataset::new(TokenFile::open(&p).unwrap(), 50, 4, 0.1).unwrap();
+        for _ in 0..50 {
+            let w = d.sample(&mut rng, 4).unwrap();
+            assert!(w.weights.unwrap().contains(&1.0));
+        }
+        write_token_file(&p, &ids, Some(&[false; 1000]), 50).unwrap();
+        let d = Dataset::new(TokenFile::open(&p).unwrap(), 50, 4, 0.1).unwrap();
+        let e = d.sample(&mut rng, 4).unwrap_err().to_string();
+        assert!(e.contains("t.bin") && e.contains("no token that counts"), "{e}");
 
         let short = dir.join("short.bin");
         write_tokens(&short, &[1, 2, 3]).unwrap();

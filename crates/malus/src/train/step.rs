@@ -108,6 +108,15 @@ impl CompiledModel {
 
     /// Forward pass over `tokens[..seq]` predicting `tokens[1..]`; returns the mean loss.
     pub fn forward(&mut self, p: &Params, tokens: &[u32]) -> Result<f64> {
+        let mean = vec![1.0 / self.shape.seq as f32; self.shape.seq];
+        self.forward_weighted(p, tokens, &mean)
+    }
+
+    /// [`CompiledModel::forward`] with one loss weight per target: returns `Σ wᵢ·ℓᵢ`, and the
+    /// backward pass differentiates that sum. Targets of weight 0 (a masked prompt) add exactly
+    /// nothing to the loss or to any gradient; [`host::batch_loss_weights`] makes a batch's
+    /// weights give the mean over its counted targets.
+    pub fn forward_weighted(&mut self, p: &Params, tokens: &[u32], weights: &[f32]) -> Result<f64> {
         let s = &self.shape;
         ensure!(
             tokens.len() == s.seq + 1,
@@ -115,6 +124,15 @@ impl CompiledModel {
             s.seq + 1,
             tokens.len()
         );
+        ensure!(
+            weights.len() == s.seq,
+            "a micro-step takes seq = {} loss weights, got {}",
+            s.seq,
+            weights.len()
+        );
+        if let Some(bad) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+            bail!("loss weight {bad} is not a finite number ≥ 0");
+        }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= s.vocab) {
             bail!("token id {bad} is not below the vocabulary size {}", s.vocab);
         }
@@ -155,7 +173,7 @@ impl CompiledModel {
                 out.send(XHAT, &mut self.cls_dw_in, XHAT)?;
             }
         }
-        let loss = host::cross_entropy_in_place(&mut self.probs, s.vocab, &tokens[1..], 1.0);
+        let loss = host::cross_entropy_in_place(&mut self.probs, s.vocab, &tokens[1..], weights, 1.0);
         ensure!(
             loss.is_finite(),
             "loss is {loss} (the forward overflowed or the weights are not finite)"

@@ -13,8 +13,9 @@ use malus_mil::DType;
 use super::CompiledModel;
 use super::optim::{AdamWConfig, LossScaler, Optimizer, Schedule};
 use crate::checkpoint::{self, Checkpoint, FORMAT, LoraMeta, Meta, OptimizerMeta, Weights};
-use crate::data::{self, Dataset, Tok, TokenFile};
+use crate::data::{self, Dataset, Tok, TokenFile, Window};
 use crate::device::Device;
+use crate::host;
 use crate::kernels::Shape;
 use crate::model::{Adapters, Params, Tensor};
 use crate::plan::Plan;
@@ -54,7 +55,9 @@ pub struct Trainer {
     elapsed: f64,
     tok: Tok,
     data: Dataset,
-    val: Vec<Vec<u32>>,
+    /// The validation windows, with the weights that make their summed loss the mean over
+    /// every counted target ([`host::batch_loss_weights`]).
+    val: Vec<(Vec<u32>, Vec<f32>)>,
     model: CompiledModel,
     /// What runs the step, for the start-up line: the device and where dW goes.
     device_name: String,
@@ -130,12 +133,10 @@ impl Trainer {
         let lock = RunLock::take(&settings.out)?;
         let file = open_data(&settings, &tok)?;
         let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
-        // TODO(lora): pass the loss weights
-        let val: Vec<Vec<u32>> = data
-            .validation(c.seq, settings.eval_batches)?
-            .into_iter()
-            .map(|w| w.tokens)
-            .collect();
+        let val = data.validation(c.seq, settings.eval_batches)?;
+        let weights = host::batch_loss_weights(&val.iter().map(Window::loss_weights).collect::<Vec<_>>())
+            .context("the validation split")?;
+        let val: Vec<(Vec<u32>, Vec<f32>)> = val.into_iter().map(|w| w.tokens).zip(weights).collect();
         let device = Device::open(settings.device, settings.numerics)?;
         let plan = match &settings.lora {
             Some(l) => Plan::lora(c, device.dtype(), l)?,
@@ -305,8 +306,8 @@ impl Trainer {
     /// Mean loss over the fixed validation windows.
     pub fn validate(&mut self) -> Result<f64> {
         let mut sum = 0.0;
-        for w in &self.val {
-            sum += self.model.forward(&self.params, w)?;
+        for (tokens, weights) in &self.val {
+            sum += self.model.forward_weighted(&self.params, tokens, weights)?;
         }
         Ok(sum / self.val.len().max(1) as f64)
     }
@@ -318,10 +319,12 @@ impl Trainer {
         let accum = self.settings.accum;
         let scale = self.scaler.scale;
         let mut loss = 0.0;
-        for _ in 0..accum {
-            // TODO(lora): pass the loss weights
-            let toks = self.data.sample(&mut self.rng, c.seq)?.tokens;
-            loss += self.model.forward(&self.params, &toks)?;
+        let batch = (0..accum)
+            .map(|_| self.data.sample(&mut self.rng, c.seq))
+            .collect::<Result<Vec<_>>>()?;
+        let weights = host::batch_loss_weights(&batch.iter().map(Window::loss_weights).collect::<Vec<_>>())?;
+        for (w, weights) in batch.iter().zip(&weights) {
+            loss += self.model.forward_weighted(&self.params, &w.tokens, weights)?;
             self.model.backward(scale)?;
         }
         loss /= accum as f64;
