@@ -4,7 +4,7 @@
 
 mod decode;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod sample;
 mod stream;
 

@@ -217,7 +217,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// One stored tensor widened to f32.
-fn to_f32(view: &safetensors::tensor::TensorView, name: &str, file: &Path) -> Result<Vec<f32>> {
+pub(crate) fn to_f32(view: &safetensors::tensor::TensorView, name: &str, file: &Path) -> Result<Vec<f32>> {
     let b = view.data();
     let two = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
     let data: Vec<f32> = match view.dtype() {
@@ -430,6 +430,21 @@ pub fn rope_rows_from_hf(data: &[f32], heads: usize, hd: usize, cols: usize) -> 
     out
 }
 
+/// The inverse of [`rope_rows_from_hf`]: malus's row order back to Hugging Face's, for what
+/// malus writes out (a fused model, an exported one, a PEFT adapter's q/k `B`).
+pub fn rope_rows_to_hf(data: &[f32], heads: usize, hd: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for h in 0..heads {
+        for i in 0..hd / 2 {
+            for (from, to) in [(2 * i, i), (2 * i + 1, i + hd / 2)] {
+                let (t, f) = ((h * hd + to) * cols, (h * hd + from) * cols);
+                out[t..t + cols].copy_from_slice(&data[f..f + cols]);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,5 +508,8 @@ mod tests {
         // Whole rows move: [heads·hd = 2, cols = 3].
         let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         assert_eq!(rope_rows_from_hf(&m, 1, 2, 3), m);
+        let m: Vec<f32> = (0..48).map(|v| v as f32).collect(); // 2 heads of 8, 3 columns
+        assert_eq!(rope_rows_to_hf(&rope_rows_from_hf(&m, 2, 8, 3), 2, 8, 3), m);
+        assert_ne!(rope_rows_from_hf(&m, 2, 8, 3), m);
     }
 }

@@ -2,8 +2,10 @@
 
 mod config;
 pub mod hf;
+pub mod hf_out;
 pub mod lora;
 mod params;
+pub mod peft;
 
 pub use config::Config;
 pub use lora::{Adapter, Adapters, Lora, Target};
