@@ -28,14 +28,15 @@ pub fn load_config(dir: &Path, seq: usize) -> Result<Config> {
     parse_config(&text, seq, &path.display().to_string())
 }
 
-/// A `config.json` object, where `null` counts as absent (as in `transformers`).
-struct Json<'a> {
-    obj: &'a Map<String, Value>,
-    file: &'a str,
+/// A JSON config object (`config.json`, PEFT's `adapter_config.json`), where `null` counts as
+/// absent (as in `transformers`); `file` names it in errors.
+pub(crate) struct Json<'a> {
+    pub(crate) obj: &'a Map<String, Value>,
+    pub(crate) file: &'a str,
 }
 
 impl<'a> Json<'a> {
-    fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
         self.obj.get(key).filter(|v| !v.is_null())
     }
 
@@ -45,7 +46,7 @@ impl<'a> Json<'a> {
             .transpose()
     }
 
-    fn usize(&self, key: &str) -> Result<Option<usize>> {
+    pub(crate) fn usize(&self, key: &str) -> Result<Option<usize>> {
         self.typed(key, "a non-negative integer", |v| v.as_u64().map(|n| n as usize))
     }
 
@@ -67,15 +68,15 @@ impl<'a> Json<'a> {
             .ok_or_else(|| anyhow!("{}: {key} is missing", self.file))
     }
 
-    fn f64(&self, key: &str) -> Result<Option<f64>> {
+    pub(crate) fn f64(&self, key: &str) -> Result<Option<f64>> {
         self.typed(key, "a number", Value::as_f64)
     }
 
-    fn bool(&self, key: &str) -> Result<Option<bool>> {
+    pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>> {
         self.typed(key, "true or false", Value::as_bool)
     }
 
-    fn str(&self, key: &str) -> Result<Option<&'a str>> {
+    pub(crate) fn str(&self, key: &str) -> Result<Option<&'a str>> {
         self.typed(key, "a string", Value::as_str)
     }
 }
@@ -418,10 +419,17 @@ pub fn load_params(dir: &Path, c: &Config) -> Result<Params> {
 /// The per-head q/k RMSNorm is invariant to a channel permutation apart from its weight, which is
 /// permuted alike.
 pub fn rope_rows_from_hf(data: &[f32], heads: usize, hd: usize, cols: usize) -> Vec<f32> {
+    move_rope_rows(data, heads, hd, cols, false)
+}
+
+/// Moves each head's rows between the two RoPE orders: HF row h·hd + i ↔ malus row h·hd + 2i,
+/// HF row h·hd + i + hd/2 ↔ malus row h·hd + 2i + 1 (`to_hf` picks the direction).
+fn move_rope_rows(data: &[f32], heads: usize, hd: usize, cols: usize, to_hf: bool) -> Vec<f32> {
     let mut out = vec![0.0; data.len()];
     for h in 0..heads {
         for i in 0..hd / 2 {
-            for (to, from) in [(2 * i, i), (2 * i + 1, i + hd / 2)] {
+            for (malus, hf) in [(2 * i, i), (2 * i + 1, i + hd / 2)] {
+                let (to, from) = if to_hf { (hf, malus) } else { (malus, hf) };
                 let (t, f) = ((h * hd + to) * cols, (h * hd + from) * cols);
                 out[t..t + cols].copy_from_slice(&data[f..f + cols]);
             }
@@ -433,16 +441,7 @@ pub fn rope_rows_from_hf(data: &[f32], heads: usize, hd: usize, cols: usize) -> 
 /// The inverse of [`rope_rows_from_hf`]: malus's row order back to Hugging Face's, for what
 /// malus writes out (a fused model, an exported one, a PEFT adapter's q/k `B`).
 pub fn rope_rows_to_hf(data: &[f32], heads: usize, hd: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; data.len()];
-    for h in 0..heads {
-        for i in 0..hd / 2 {
-            for (from, to) in [(2 * i, i), (2 * i + 1, i + hd / 2)] {
-                let (t, f) = ((h * hd + to) * cols, (h * hd + from) * cols);
-                out[t..t + cols].copy_from_slice(&data[f..f + cols]);
-            }
-        }
-    }
-    out
+    move_rope_rows(data, heads, hd, cols, true)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use safetensors::tensor::{Dtype, View};
 use serde_json::{Value, json};
 
@@ -15,7 +15,7 @@ use super::hf::rope_rows_to_hf;
 use super::{Config, Params, Tensor};
 
 /// The storage types malus writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreDtype {
     F32,
     F16,
@@ -23,16 +23,6 @@ pub enum StoreDtype {
 }
 
 impl StoreDtype {
-    /// The type of a safetensors dtype malus reads (F32, F16, BF16).
-    pub fn of(d: Dtype) -> Option<StoreDtype> {
-        match d {
-            Dtype::F32 => Some(StoreDtype::F32),
-            Dtype::F16 => Some(StoreDtype::F16),
-            Dtype::BF16 => Some(StoreDtype::Bf16),
-            _ => None,
-        }
-    }
-
     fn dtype(self) -> Dtype {
         match self {
             StoreDtype::F32 => Dtype::F32,
@@ -167,32 +157,6 @@ pub fn write_weights(path: &Path, c: &Config, p: &Params, dtype: StoreDtype) -> 
     crate::fsutil::write_atomic_with(path, |tmp| {
         safetensors::serialize_to_file(views, pt_metadata(), tmp).map_err(|e| anyhow!("{e}"))
     })
-}
-
-/// The tokenizer files a Hugging Face model directory may hold, copied along when exporting.
-pub const TOKENIZER_FILES: [&str; 8] = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "generation_config.json",
-];
-
-/// Copies those of `names` that exist in `from` into `to`; returns the ones copied.
-pub fn copy_files(from: &Path, to: &Path, names: &[&str]) -> Result<Vec<String>> {
-    let mut copied = Vec::new();
-    for n in names {
-        let src = from.join(n);
-        if src.is_file() {
-            let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-            crate::fsutil::write_atomic(&to.join(n), &bytes)?;
-            copied.push(n.to_string());
-        }
-    }
-    Ok(copied)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use safetensors::SafeTensors;
 use serde_json::{Value, json};
 
-use super::hf::{self, rope_rows_from_hf, rope_rows_to_hf};
+use super::hf::{self, Json, rope_rows_from_hf, rope_rows_to_hf};
 use super::hf_out;
 use super::{Adapters, Config, Lora, Target, Tensor};
 
@@ -33,12 +33,12 @@ pub fn parse_config(text: &str, c: &Config, file: &str) -> Result<Lora> {
     let o = v
         .as_object()
         .ok_or_else(|| anyhow!("{file}: not a JSON object"))?;
-    let get = |k: &str| o.get(k).filter(|v| !v.is_null());
-    let kind = get("peft_type").and_then(Value::as_str).unwrap_or("");
+    let j = Json { obj: o, file };
+    let kind = j.get("peft_type").and_then(Value::as_str).unwrap_or("");
     ensure!(
         kind == "LORA",
         "{file}: peft_type is {:?}; malus reads LoRA adapters (\"LORA\")",
-        get("peft_type")
+        j.get("peft_type")
     );
     for (key, off) in [
         ("use_dora", json!(false)),
@@ -52,33 +52,24 @@ pub fn parse_config(text: &str, c: &Config, file: &str) -> Result<Lora> {
         ("target_parameters", json!([])),
         ("trainable_token_indices", json!({})),
     ] {
-        if let Some(v) = get(key) {
+        if let Some(v) = j.get(key) {
             ensure!(
                 *v == off,
                 "{file}: {key} is {v}; malus supports only plain LoRA ({key} {off} or absent)"
             );
         }
     }
-    let num = |k: &str| -> Result<Option<f64>> {
-        match get(k) {
-            None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| anyhow!("{file}: {k} is {v}, expected a number")),
-        }
-    };
-    let rank = get("r")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| anyhow!("{file}: r (the rank) is missing or not a whole number"))?;
+    let rank = j
+        .usize("r")?
+        .ok_or_else(|| anyhow!("{file}: r (the rank) is missing"))?;
     let mut lora = Lora::new(
-        usize::try_from(rank)?,
-        num("lora_alpha")?.unwrap_or(8.0), // PEFT's default
-        &targets(get("target_modules"), file)?,
+        rank,
+        j.f64("lora_alpha")?.unwrap_or(8.0), // PEFT's default
+        &targets(j.get("target_modules"), file)?,
     );
-    lora.rslora = get("use_rslora").and_then(Value::as_bool).unwrap_or(false);
-    lora.dropout = num("lora_dropout")?.unwrap_or(0.0);
-    lora.layers = last_layers(get("layers_to_transform"), c.layers, file)?;
+    lora.rslora = j.bool("use_rslora")?.unwrap_or(false);
+    lora.dropout = j.f64("lora_dropout")?.unwrap_or(0.0);
+    lora.layers = last_layers(j.get("layers_to_transform"), c.layers, file)?;
     ensure!(!lora.targets.is_empty(), "{file}: target_modules is empty");
     Ok(lora)
 }

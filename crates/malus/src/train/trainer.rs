@@ -97,6 +97,13 @@ fn check_data(s: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// A batch's windows as micro-steps: tokens, and weights under which the micro-steps' summed
+/// losses over their number is the mean over the batch's counted targets.
+fn weighted(windows: Vec<Window>) -> Result<Vec<(Vec<u32>, Vec<f32>)>> {
+    let weights = host::batch_loss_weights(&windows.iter().map(Window::loss_weights).collect::<Vec<_>>())?;
+    Ok(windows.into_iter().map(|w| w.tokens).zip(weights).collect())
+}
+
 fn is_shard(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "bin")
 }
@@ -133,10 +140,7 @@ impl Trainer {
         let lock = RunLock::take(&settings.out)?;
         let file = open_data(&settings, &tok)?;
         let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
-        let val = data.validation(c.seq, settings.eval_batches)?;
-        let weights = host::batch_loss_weights(&val.iter().map(Window::loss_weights).collect::<Vec<_>>())
-            .context("the validation split")?;
-        let val: Vec<(Vec<u32>, Vec<f32>)> = val.into_iter().map(|w| w.tokens).zip(weights).collect();
+        let val = weighted(data.validation(c.seq, settings.eval_batches)?).context("the validation split")?;
         let device = Device::open(settings.device, settings.numerics)?;
         let plan = match &settings.lora {
             Some(l) => Plan::lora(c, device.dtype(), l)?,
@@ -319,12 +323,13 @@ impl Trainer {
         let accum = self.settings.accum;
         let scale = self.scaler.scale;
         let mut loss = 0.0;
-        let batch = (0..accum)
-            .map(|_| self.data.sample(&mut self.rng, c.seq))
-            .collect::<Result<Vec<_>>>()?;
-        let weights = host::batch_loss_weights(&batch.iter().map(Window::loss_weights).collect::<Vec<_>>())?;
-        for (w, weights) in batch.iter().zip(&weights) {
-            loss += self.model.forward_weighted(&self.params, &w.tokens, weights)?;
+        let batch = weighted(
+            (0..accum)
+                .map(|_| self.data.sample(&mut self.rng, c.seq))
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        for (tokens, weights) in &batch {
+            loss += self.model.forward_weighted(&self.params, tokens, weights)?;
             self.model.backward(scale)?;
         }
         loss /= accum as f64;
