@@ -8,6 +8,7 @@ use anyhow::{Result, ensure};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
+use crate::data::source::Tokenizing;
 use crate::model::{Config, Lora};
 
 /// Which executor runs the kernels.
@@ -89,14 +90,27 @@ pub struct Settings {
     pub device: DeviceChoice,
     pub numerics: Numerics,
     pub dw: Dw,
-    /// A text file (tokenized on the fly) or a uint16 token shard (`.bin`); `builtin:…` names a
-    /// file shipped in the binary (`data::input`).
+    /// A text file or JSONL instruction data (tokenized into `out` once), or a token file
+    /// (`.bin`); `builtin:…` names a file shipped in the binary (`data::input`).
     pub data: PathBuf,
+    /// Validation data of the same kinds; `None`: the last `val_fraction` of `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_data: Option<PathBuf>,
+    /// JSONL data: only completions and assistant turns count in the loss.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mask_prompt: bool,
+    /// JSONL data: the chat template to render records with instead of the tokenizer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<PathBuf>,
     pub tokenizer: PathBuf,
     pub out: PathBuf,
     /// Train LoRA adapters on the frozen `init` model instead of every weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<Lora>,
+    /// A LoRA run starts from this PEFT adapter directory instead of fresh adapters (its
+    /// settings must be `lora`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<PathBuf>,
 }
 
 impl Settings {
@@ -145,10 +159,23 @@ impl Settings {
             );
             l.validate(&self.model)?;
         }
+        ensure!(
+            self.adapter.is_none() || self.lora.is_some(),
+            "--adapter continues a LoRA adapter: it needs --lora"
+        );
         Ok(())
     }
 
     /// The shipped default: a ~6M-parameter Llama on Jane Austen, minutes on two CPU cores.
+    /// How this run's text and JSONL data become tokens.
+    pub fn tokenizing(&self) -> Tokenizing<'_> {
+        Tokenizing {
+            tokenizer: &self.tokenizer,
+            chat_template: self.chat_template.as_deref(),
+            mask_prompt: self.mask_prompt,
+        }
+    }
+
     pub fn default_run() -> Settings {
         Settings {
             model: Config {
@@ -188,9 +215,13 @@ impl Settings {
             numerics: Numerics::F32,
             dw: Dw::Auto,
             data: PathBuf::from(crate::data::input::CORPUS),
+            val_data: None,
+            mask_prompt: false,
+            chat_template: None,
             tokenizer: PathBuf::from(crate::data::input::TOKENIZER),
             out: PathBuf::from("runs/default"),
             lora: None,
+            adapter: None,
         }
     }
 }

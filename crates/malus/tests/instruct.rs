@@ -1,7 +1,7 @@
 //! JSONL instruction data, chat templates and loss masks, end to end: records → tokens + mask
 //! → token file → windows.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use malus::data::chat::ChatTemplate;
@@ -9,6 +9,9 @@ use malus::data::instruct::{self, Record};
 use malus::data::shards::Format;
 use malus::data::{Dataset, Tok, TokenFile};
 use serde_json::json;
+
+mod common;
+use common::model_dir;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -22,39 +25,6 @@ fn tmp(name: &str) -> PathBuf {
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(repo().join("crates/malus/tests/fixtures/chat").join(name)).unwrap()
-}
-
-/// The chat markers the fixture templates use, added to the shipped tokenizer (as plain added
-/// tokens, so decoding shows them).
-const MARKERS: [&str; 8] = [
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|begin_of_text|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eot_id|>",
-    "<s>",
-    "</s>",
-];
-
-/// A Hugging Face style model directory: the shipped tokenizer plus [`MARKERS`], and a
-/// tokenizer_config.json with `template` and bos/eos.
-fn model_dir(dir: &Path, template: &str, bos: &str, eos: &str) -> PathBuf {
-    let mut t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("data/tokenizer.json")).unwrap()).unwrap();
-    let added = t["added_tokens"].as_array_mut().unwrap();
-    for (i, m) in MARKERS.iter().enumerate() {
-        added.push(
-            json!({"id": 4096 + i, "content": m, "single_word": false, "lstrip": false,
-                          "rstrip": false, "normalized": false, "special": false}),
-        );
-    }
-    let d = dir.join("model");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("tokenizer.json"), t.to_string()).unwrap();
-    let cfg = json!({"chat_template": template, "bos_token": {"content": bos}, "eos_token": eos});
-    std::fs::write(d.join("tokenizer_config.json"), cfg.to_string()).unwrap();
-    d
 }
 
 /// The decoded runs of tokens that count.

@@ -3,8 +3,14 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use malus::data::shards::{Format, write_token_file};
 use malus::data::{Dataset, TokenFile};
+use malus::{Config, DeviceChoice, Settings, Trainer};
+
+mod common;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("malus-token-files-{name}-{}", std::process::id()));
@@ -140,5 +146,48 @@ fn corrupt_headers_are_named() {
     std::fs::write(&p, [&good[..good.len() - 1], &[7]].concat()).unwrap();
     let e = TokenFile::open(&p).unwrap().mask(0, 3).unwrap_err().to_string();
     assert!(e.contains("mask byte 7 at position 2"), "{e}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `malus train` on a text file with a vocabulary over 65,536 tokens: the text becomes a
+/// uint32 token file in the run directory, and ids above 65535 train.
+#[test]
+fn text_with_a_large_vocabulary_trains() {
+    let d = tmp("large-vocab");
+    let vocab = 70_000;
+    common::word_tokenizer(&d.join("tok.json"), vocab);
+    let words: Vec<String> = (0..3000)
+        .map(|i| format!("w{}", 65_000 + (i * 37) % 5000))
+        .collect();
+    std::fs::write(d.join("text.txt"), words.join(" ")).unwrap();
+    let mut s = Settings::default_run();
+    s.model = Config::preset("tiny").unwrap();
+    (s.model.vocab, s.model.seq) = (vocab, 16);
+    (s.tokenizer, s.data, s.out) = (d.join("tok.json"), d.join("text.txt"), d.join("run"));
+    s.device = DeviceChoice::Cpu;
+    (s.steps, s.accum, s.eval_every, s.eval_batches, s.ckpt_every) = (2, 1, 1, 1, 2);
+    let mut t = Trainer::new(s, false).unwrap();
+    let mut losses = Vec::new();
+    t.run(Arc::new(AtomicBool::new(false)), |m| losses.push(m.train_loss))
+        .unwrap();
+    assert!(
+        losses.len() == 2 && losses.iter().all(|l| l.is_finite()),
+        "{losses:?}"
+    );
+    let cache = std::fs::read_dir(d.join("run"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("tokens-"))
+        .unwrap();
+    let f = TokenFile::open(&cache).unwrap();
+    assert_eq!(
+        f.format,
+        Format::Headed {
+            width: 4,
+            mask: false
+        }
+    );
+    let ids = f.window(0, 4, vocab).unwrap();
+    assert_eq!(ids, vec![65_000, 65_037, 65_074, 65_111]);
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -90,6 +90,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     pub bos_token: Option<String>,
     pub eos_token: Option<String>,
+    /// Of the source and the special tokens: what token caches of rendered data are keyed on.
+    pub fingerprint: String,
 }
 
 const NAME: &str = "chat_template";
@@ -100,7 +102,9 @@ impl ChatTemplate {
         let mut env = jinja::environment(SystemTime::now());
         env.add_template_owned(NAME, jinja::rewrite_generation_tags(source))
             .map_err(|e| anyhow!("the chat template does not compile: {e}"))?;
+        let keyed = format!("{source}\0{bos_token:?}\0{eos_token:?}");
         Ok(ChatTemplate {
+            fingerprint: super::tokenizer::fingerprint(keyed.as_bytes()),
             env,
             bos_token,
             eos_token,

@@ -30,41 +30,56 @@ impl Window {
     }
 }
 
-/// A token file split into a training head and a validation tail.
+/// A token file split into a training head and a validation tail, or a training file and a
+/// separate validation file.
 #[derive(Debug)]
 pub struct Dataset {
     pub file: TokenFile,
-    /// Tokens `[0, train_end)` train; `[train_end, len)` validate.
+    /// Tokens `[0, train_end)` train; without `val_file`, `[train_end, len)` validate.
     pub train_end: u64,
+    /// The validation file (`--val-data`), when not the tail of `file`.
+    pub val_file: Option<TokenFile>,
     pub vocab: usize,
+}
+
+fn ensure_len(file: &TokenFile, need: u64, seq: usize) -> Result<()> {
+    ensure!(
+        file.len >= need,
+        "{}: {} tokens is too short for sequences of {seq} (need at least {need})",
+        file.path.display(),
+        file.len
+    );
+    Ok(())
 }
 
 impl Dataset {
     /// Holds out the last `val_fraction` of the file (at least `seq + 1` tokens each side).
     pub fn new(file: TokenFile, vocab: usize, seq: usize, val_fraction: f64) -> Result<Dataset> {
-        let need = 2 * (seq as u64 + 1);
-        ensure!(
-            file.len >= need,
-            "{}: {} tokens is too short for sequences of {seq} (need at least {need})",
-            file.path.display(),
-            file.len
-        );
+        ensure_len(&file, 2 * (seq as u64 + 1), seq)?;
         let val = ((file.len as f64 * val_fraction) as u64).max(seq as u64 + 1);
         Ok(Dataset {
             train_end: file.len - val,
             file,
+            val_file: None,
             vocab,
         })
     }
 
-    /// The window of `seq + 1` tokens at `pos`.
+    /// Trains on all of `train` and validates on `val`.
+    pub fn with_validation(train: TokenFile, val: TokenFile, vocab: usize, seq: usize) -> Result<Dataset> {
+        ensure_len(&train, seq as u64 + 1, seq)?;
+        ensure_len(&val, seq as u64 + 1, seq)?;
+        Ok(Dataset {
+            train_end: train.len,
+            file: train,
+            val_file: Some(val),
+            vocab,
+        })
+    }
+
+    /// The window of `seq + 1` tokens at `pos` of the training file.
     pub fn window(&self, pos: u64, seq: usize) -> Result<Window> {
-        let tokens = self.file.window(pos, seq + 1, self.vocab)?;
-        let weights = self
-            .file
-            .mask(pos + 1, seq)?
-            .map(|m| m.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect());
-        Ok(Window { tokens, weights })
+        window_of(&self.file, pos, seq, self.vocab)
     }
 
     /// A random training window of `seq + 1` tokens. With a mask, a window none of whose
@@ -87,12 +102,23 @@ impl Dataset {
 
     /// `n` evenly spaced validation windows (the same every time).
     pub fn validation(&self, seq: usize, n: usize) -> Result<Vec<Window>> {
-        let start = self.train_end;
-        let span = self.file.len - start - seq as u64;
+        let (file, start) = match &self.val_file {
+            Some(v) => (v, 0),
+            None => (&self.file, self.train_end),
+        };
+        let span = file.len - start - seq as u64;
         (0..n as u64)
-            .map(|i| self.window(start + span * i / n.max(1) as u64, seq))
+            .map(|i| window_of(file, start + span * i / n.max(1) as u64, seq, self.vocab))
             .collect()
     }
+}
+
+fn window_of(file: &TokenFile, pos: u64, seq: usize, vocab: usize) -> Result<Window> {
+    let tokens = file.window(pos, seq + 1, vocab)?;
+    let weights = file
+        .mask(pos + 1, seq)?
+        .map(|m| m.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect());
+    Ok(Window { tokens, weights })
 }
 
 #[cfg(test)]
@@ -140,6 +166,16 @@ mod tests {
         let d = Dataset::new(TokenFile::open(&p).unwrap(), 50, 4, 0.1).unwrap();
         let e = d.sample(&mut rng, 4).unwrap_err().to_string();
         assert!(e.contains("t.bin") && e.contains("no token that counts"), "{e}");
+
+        // A separate validation file: training uses the whole first file.
+        let v = dir.join("v.bin");
+        write_tokens(&v, &[7; 40]).unwrap();
+        write_tokens(&p, &ids).unwrap();
+        let d = Dataset::with_validation(TokenFile::open(&p).unwrap(), TokenFile::open(&v).unwrap(), 50, 16)
+            .unwrap();
+        assert_eq!(d.train_end, 1000);
+        let w = d.validation(16, 3).unwrap();
+        assert!(w.iter().all(|w| w.tokens == vec![7; 17]), "{w:?}");
 
         let short = dir.join("short.bin");
         write_tokens(&short, &[1, 2, 3]).unwrap();

@@ -6,6 +6,7 @@ pub mod input;
 pub mod instruct;
 pub mod jinja;
 pub mod shards;
+pub mod source;
 pub mod tokenizer;
 
 use std::path::Path;

@@ -13,11 +13,11 @@ use malus_mil::DType;
 use super::CompiledModel;
 use super::optim::{AdamWConfig, LossScaler, Optimizer, Schedule};
 use crate::checkpoint::{self, Checkpoint, FORMAT, LoraMeta, Meta, OptimizerMeta, Weights};
-use crate::data::{self, Dataset, Tok, TokenFile, Window};
+use crate::data::{Dataset, Tok, Window, source};
 use crate::device::Device;
 use crate::host;
 use crate::kernels::Shape;
-use crate::model::{Adapters, Params, Tensor};
+use crate::model::{Adapters, Lora, Params, Tensor, peft};
 use crate::plan::Plan;
 use crate::plan::memory::{self, MemoryEstimate};
 use crate::rng::Rng;
@@ -82,19 +82,43 @@ fn admit(s: &Settings) -> Result<()> {
     estimate.admit(available, source)
 }
 
-/// Checks the training data before anything is written: a token shard opens, a text file
-/// reads.
+/// Checks the training and validation data before anything is written.
 fn check_data(s: &Settings) -> Result<()> {
-    if is_shard(&s.data) {
-        return TokenFile::open(&s.data).map(|_| ());
+    source::check(&s.data, "training data", &s.tokenizing())?;
+    if let Some(v) = &s.val_data {
+        source::check(v, "validation data", &s.tokenizing())?;
     }
-    let text = data::input::read_text(&s.data, "training data")?;
-    ensure!(
-        !text.trim().is_empty(),
-        "training data {} is empty",
-        s.data.display()
-    );
     Ok(())
+}
+
+/// Opens the training data (and the validation data when separate), tokenized into `out/`.
+fn open_data(s: &Settings, tok: &Tok) -> Result<Dataset> {
+    let (c, how) = (&s.model, s.tokenizing());
+    let train = source::open(&s.data, "training data", tok, &how, &s.out)?;
+    match &s.val_data {
+        Some(v) => {
+            let val = source::open(v, "validation data", tok, &how, &s.out)?;
+            Dataset::with_validation(train, val, c.vocab, c.seq)
+        }
+        None => Dataset::new(train, c.vocab, c.seq, s.val_fraction),
+    }
+}
+
+/// Where in its run directory a LoRA run keeps its newest adapters, in PEFT's format.
+pub const ADAPTER_DIR: &str = "adapter";
+
+/// The adapters a LoRA run starts from: a PEFT adapter directory, whose settings must be the
+/// run's (dropout aside, which only training uses).
+fn start_adapter(dir: &Path, c: &crate::model::Config, l: &Lora) -> Result<Adapters> {
+    let mut a = peft::load(dir, c).with_context(|| format!("--adapter {}", dir.display()))?;
+    let file = a.lora.clone();
+    a.lora.dropout = l.dropout;
+    ensure!(
+        a.lora == *l,
+        "--adapter {}: its settings ({file:?}) are not this run's LoRA settings ({l:?})",
+        dir.display()
+    );
+    Ok(a)
 }
 
 /// A batch's windows as micro-steps: tokens, and weights under which the micro-steps' summed
@@ -102,23 +126,6 @@ fn check_data(s: &Settings) -> Result<()> {
 fn weighted(windows: Vec<Window>) -> Result<Vec<(Vec<u32>, Vec<f32>)>> {
     let weights = host::batch_loss_weights(&windows.iter().map(Window::loss_weights).collect::<Vec<_>>())?;
     Ok(windows.into_iter().map(|w| w.tokens).zip(weights).collect())
-}
-
-fn is_shard(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "bin")
-}
-
-/// Opens the training data: a token shard as is, or a text file tokenized into `out/`.
-fn open_data(s: &Settings, tok: &Tok) -> Result<TokenFile> {
-    if is_shard(&s.data) {
-        return TokenFile::open(&s.data);
-    }
-    let cache = s.out.join(format!("tokens-{}.bin", tok.hash));
-    if !cache.is_file() {
-        eprintln!("tokenizing {} …", s.data.display());
-        data::prepare(&[&s.data], tok, &cache)?;
-    }
-    TokenFile::open(&cache)
 }
 
 impl Trainer {
@@ -138,8 +145,7 @@ impl Trainer {
         );
         check_data(&settings)?;
         let lock = RunLock::take(&settings.out)?;
-        let file = open_data(&settings, &tok)?;
-        let data = Dataset::new(file, c.vocab, c.seq, settings.val_fraction)?;
+        let data = open_data(&settings, &tok)?;
         let val = weighted(data.validation(c.seq, settings.eval_batches)?).context("the validation split")?;
         let device = Device::open(settings.device, settings.numerics)?;
         let plan = match &settings.lora {
@@ -188,7 +194,10 @@ impl Trainer {
         } else {
             match (&settings.lora, base) {
                 (Some(l), Some((base, fp))) => {
-                    let a = Adapters::init(c, l, settings.seed);
+                    let a = match &settings.adapter {
+                        Some(dir) => start_adapter(dir, c, l)?,
+                        None => Adapters::init(c, l, settings.seed),
+                    };
                     let opt = new_optimizer(&settings, &a.tensors);
                     (base, Some((a, fp)), opt)
                 }
@@ -299,11 +308,21 @@ impl Trainer {
         })
     }
 
-    /// Writes a checkpoint into the run directory and prunes old ones; returns its path.
+    /// Writes a checkpoint into the run directory and prunes old ones; returns its path. A LoRA
+    /// run also writes its adapters as a PEFT directory, `out/adapter` ([`ADAPTER_DIR`]).
     pub fn save(&self) -> Result<PathBuf> {
-        let path = self.settings.out.join(checkpoint::file_name(self.step_no));
+        let out = &self.settings.out;
+        let path = out.join(checkpoint::file_name(self.step_no));
         checkpoint::save(&path, &self.meta()?, self.trained(), &self.opt)?;
-        checkpoint::prune(&self.settings.out, self.settings.keep)?;
+        checkpoint::prune(out, self.settings.keep)?;
+        if let (Some((a, _)), Some(base)) = (&self.lora, &self.settings.init) {
+            peft::save(
+                &out.join(ADAPTER_DIR),
+                a,
+                &self.settings.model,
+                &base.display().to_string(),
+            )?;
+        }
         Ok(path)
     }
 

@@ -155,3 +155,41 @@ macro_rules! test_device {
         }
     };
 }
+
+/// The chat markers the fixture templates use, added to the shipped tokenizer (as plain added
+/// tokens, so decoding shows them).
+pub const MARKERS: [&str; 8] = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<s>",
+    "</s>",
+];
+
+/// A Hugging Face style model directory: the shipped tokenizer plus [`MARKERS`], and a
+/// tokenizer_config.json with `template` and bos/eos.
+pub fn model_dir(dir: &std::path::Path, template: &str, bos: &str, eos: &str) -> std::path::PathBuf {
+    let mut t: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tokenizer.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let added = t["added_tokens"].as_array_mut().unwrap();
+    for (i, m) in MARKERS.iter().enumerate() {
+        added.push(
+            serde_json::json!({"id": 4096 + i, "content": m, "single_word": false, "lstrip": false,
+                          "rstrip": false, "normalized": false, "special": false}),
+        );
+    }
+    let d = dir.join("model");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("tokenizer.json"), t.to_string()).unwrap();
+    let cfg = serde_json::json!({"chat_template": template, "bos_token": {"content": bos}, "eos_token": eos});
+    std::fs::write(d.join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    d
+}
