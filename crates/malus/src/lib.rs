@@ -42,6 +42,7 @@ pub mod generate;
 pub mod host;
 pub mod kernels;
 pub mod model;
+pub mod model_source;
 pub mod plan;
 pub mod reference;
 pub mod rng;

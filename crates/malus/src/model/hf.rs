@@ -28,6 +28,18 @@ pub fn load_config(dir: &Path, seq: usize) -> Result<Config> {
     parse_config(&text, seq, &path.display().to_string())
 }
 
+/// The longest context `dir/config.json` allows (`max_position_embeddings`), when it says.
+pub fn max_positions(dir: &Path) -> Result<Option<usize>> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let file = path.display().to_string();
+    let value: Value = serde_json::from_str(&text).map_err(|e| anyhow!("{file}: not JSON ({e})"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| anyhow!("{file}: not a JSON object"))?;
+    Json { obj, file: &file }.usize("max_position_embeddings")
+}
+
 /// A JSON config object (`config.json`, PEFT's `adapter_config.json`), where `null` counts as
 /// absent (as in `transformers`); `file` names it in errors.
 pub(crate) struct Json<'a> {
@@ -178,7 +190,7 @@ pub fn parse_config(text: &str, seq: usize, file: &str) -> Result<Config> {
 
 /// The weight files: those of `model.safetensors.index.json` when present, else every
 /// `model*.safetensors` (not e.g. Mistral's `consolidated.safetensors`, a second copy).
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     let names: BTreeSet<String> = if index.is_file() {
         let text = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;

@@ -7,15 +7,15 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use safetensors::tensor::{Dtype, View};
 use serde_json::{Value, json};
 
-use super::hf::rope_rows_to_hf;
+use super::hf::{self, rope_rows_to_hf};
 use super::{Config, Params, Tensor};
 
 /// The storage types malus writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreDtype {
     F32,
     F16,
@@ -39,6 +39,45 @@ impl StoreDtype {
             StoreDtype::Bf16 => "bfloat16",
         }
     }
+}
+
+impl StoreDtype {
+    /// What a Hugging Face directory stores its embedding at (read from the safetensors
+    /// headers, not the weights), so a model written from it keeps its size.
+    pub fn of_dir(dir: &Path) -> Result<StoreDtype> {
+        const EMBED: &str = "model.embed_tokens.weight";
+        for file in hf::weight_files(dir)? {
+            let header = read_header(&file)?;
+            let Some(t) = header.get(EMBED) else {
+                continue;
+            };
+            return match t.get("dtype").and_then(Value::as_str) {
+                Some("F32") => Ok(StoreDtype::F32),
+                Some("F16") => Ok(StoreDtype::F16),
+                Some("BF16") => Ok(StoreDtype::Bf16),
+                other => Err(anyhow!(
+                    "{}: {EMBED} is stored as {other:?}; malus writes F32, F16 or BF16 (choose one with --dtype)",
+                    file.display()
+                )),
+            };
+        }
+        Err(anyhow!("{}: no weight file holds {EMBED}", dir.display()))
+    }
+}
+
+/// The JSON header of a safetensors file, read without reading its tensors.
+fn read_header(file: &Path) -> Result<Value> {
+    use std::io::Read;
+    let bad = |what: &str| anyhow!("{}: not a safetensors file ({what})", file.display());
+    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad("shorter than its header"))?;
+    let n = u64::from_le_bytes(len);
+    ensure!(n <= 100 << 20, bad("header length over 100 MB"));
+    let mut text = vec![0u8; n as usize];
+    f.read_exact(&mut text).map_err(|_| bad("truncated header"))?;
+    serde_json::from_slice(&text).map_err(|e| bad(&format!("header is not JSON: {e}")))
 }
 
 /// A tensor as safetensors will store it: encoded when the writer asks for its bytes.
@@ -131,6 +170,23 @@ pub fn config_json(c: &Config, dtype: StoreDtype) -> Result<Value> {
     }))
 }
 
+/// The config.json of the Hugging Face directory `dir`, as is but for the storage type: a model
+/// of the same architecture (fine-tuned or fused) keeps everything transformers reads from it.
+pub fn base_config_json(dir: &Path, dtype: StoreDtype) -> Result<Value> {
+    let file = dir.join("config.json");
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut v: Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not JSON ({e})", file.display()))?;
+    let o = v
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("{}: not a JSON object", file.display()))?;
+    o.insert("dtype".into(), dtype.torch_name().into());
+    if o.contains_key("torch_dtype") {
+        o.insert("torch_dtype".into(), dtype.torch_name().into());
+    }
+    Ok(v)
+}
+
 /// Writes `p` as `model.safetensors` in Hugging Face's names and q/k row order, at `dtype`,
 /// atomically; with a tied embedding no `lm_head.weight` is written (transformers ties it).
 pub fn write_weights(path: &Path, c: &Config, p: &Params, dtype: StoreDtype) -> Result<()> {
@@ -157,6 +213,85 @@ pub fn write_weights(path: &Path, c: &Config, p: &Params, dtype: StoreDtype) -> 
     crate::fsutil::write_atomic_with(path, |tmp| {
         safetensors::serialize_to_file(views, pt_metadata(), tmp).map_err(|e| anyhow!("{e}"))
     })
+}
+
+/// The files beside the weights and config.json that make a model directory usable: the
+/// tokenizer, its settings and chat template, the generation defaults.
+pub const TOKENIZER_FILES: [&str; 6] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "generation_config.json",
+];
+
+/// Writes a Hugging Face model directory that `transformers` loads: `config` as config.json
+/// ([`config_json`], or [`base_config_json`] for a model of a base's architecture),
+/// model.safetensors at `dtype`, and the tokenizer — the [`TOKENIZER_FILES`] a model directory
+/// `tokenizer` has, or a tokenizer.json file (`builtin:` names too). The directory appears
+/// whole or not at all (it is written beside `out` and renamed); an existing non-empty `out`
+/// is refused, so nothing is overwritten. Returns the files written.
+pub fn write_model_dir(
+    out: &Path,
+    c: &Config,
+    p: &Params,
+    dtype: StoreDtype,
+    config: &Value,
+    tokenizer: &Path,
+) -> Result<Vec<String>> {
+    if out.exists() {
+        let empty = std::fs::read_dir(out)
+            .with_context(|| format!("{} exists and is not a readable directory", out.display()))?
+            .next()
+            .is_none();
+        ensure!(
+            empty,
+            "{} exists and is not empty: give a new directory",
+            out.display()
+        );
+    }
+    let name = out
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a directory name", out.display()))?;
+    let tmp = out.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let written = (|| {
+        let mut files = Vec::new();
+        if tokenizer.is_dir() {
+            for f in TOKENIZER_FILES {
+                let src = tokenizer.join(f);
+                if src.is_file() {
+                    std::fs::copy(&src, tmp.join(f)).with_context(|| format!("copying {}", src.display()))?;
+                    files.push(f.to_string());
+                }
+            }
+        } else {
+            let bytes = crate::data::input::read(tokenizer, "tokenizer")?;
+            std::fs::write(tmp.join("tokenizer.json"), &bytes[..])?;
+            files.push("tokenizer.json".into());
+        }
+        std::fs::write(
+            tmp.join("config.json"),
+            serde_json::to_string_pretty(config)? + "\n",
+        )?;
+        write_weights(&tmp.join("model.safetensors"), c, p, dtype)?;
+        files.extend(["config.json".into(), "model.safetensors".into()]);
+        Ok::<_, anyhow::Error>(files)
+    })();
+    let files = match written {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.context(format!("writing {}", out.display())));
+        }
+    };
+    if out.exists() {
+        std::fs::remove_dir(out).with_context(|| format!("replacing the empty {}", out.display()))?;
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    Ok(files)
 }
 
 #[cfg(test)]

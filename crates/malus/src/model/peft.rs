@@ -132,11 +132,17 @@ fn last_layers(v: Option<&Value>, layers: usize, file: &str) -> Result<Option<us
     Ok(Some(n))
 }
 
+/// The adapter settings of a PEFT adapter directory for the model `c`.
+pub fn read_config(dir: &Path, c: &Config) -> Result<Lora> {
+    let cfg = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg).with_context(|| format!("reading {}", cfg.display()))?;
+    parse_config(&text, c, &cfg.display().to_string())
+}
+
 /// Reads a PEFT adapter directory for the model `c`.
 pub fn load(dir: &Path, c: &Config) -> Result<Adapters> {
     let cfg = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg).with_context(|| format!("reading {}", cfg.display()))?;
-    let lora = parse_config(&text, c, &cfg.display().to_string())?;
+    let lora = read_config(dir, c)?;
     // Dropout is a training setting: an adapter trained with it still loads.
     let shape = Lora {
         dropout: 0.0,

@@ -2,6 +2,7 @@
 //! in [`crate::doctor`].
 
 mod data;
+mod export;
 mod generate;
 mod mil;
 mod plan;
@@ -33,8 +34,13 @@ enum Command {
     Mil(mil::MilCommand),
     /// Train a model (no arguments: a small model on the shipped Jane Austen corpus).
     Train(train::TrainArgs),
-    /// Sample text from a checkpoint (a KV-cached host forward).
+    /// Sample text from a checkpoint or a Hugging Face model with an adapter (a KV-cached host
+    /// forward).
     Generate(generate::GenerateArgs),
+    /// Merge a LoRA adapter into its base: a Hugging Face model directory transformers loads.
+    Fuse(export::FuseArgs),
+    /// Write a run's model as a Hugging Face model directory (a LoRA run: merged into its base).
+    Export(export::ExportArgs),
     /// Draw the loss curves of a run's metrics.jsonl into a PNG.
     Plot(generate::PlotArgs),
     /// Show the kernel plan of a model: kernels, FLOPs, bytes, host work.
@@ -69,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Doctor(a) => doctor::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Plot(a) => generate::plot(a),
+        Command::Fuse(a) => export::fuse(a),
+        Command::Export(a) => export::export(a),
         Command::Train(a) => train::run(a),
         Command::Tokenizer(c) => data::tokenizer(c),
         Command::Data(c) => data::data(c),

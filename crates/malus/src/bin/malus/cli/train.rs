@@ -10,7 +10,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use malus::generate::SampleOptions;
-use malus::model::{Config, Lora, Target, hf};
+use malus::model::{Config, Lora, Target, hf, peft};
+use malus::model_source;
 use malus::{DeviceChoice, Dw, Numerics, OptimizerKind, Settings, Trainer};
 
 /// With no arguments: a ~6M-parameter model on the shipped Jane Austen corpus.
@@ -29,9 +30,20 @@ pub struct TrainArgs {
     /// Vocabulary size of the model (≥ the tokenizer's).
     #[arg(long)]
     vocab: Option<usize>,
-    /// Text file or uint16 token shard (.bin).
+    /// Text file, JSONL instruction data (`text`, `prompt`/`completion` or `messages`
+    /// records), or a token file (.bin).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Validation data of the same kinds (default: the last 5% of --data).
+    #[arg(long, value_name = "FILE")]
+    val_data: Option<PathBuf>,
+    /// JSONL data: only completions and assistant turns count in the loss.
+    #[arg(long)]
+    mask_prompt: bool,
+    /// JSONL data: render chat records with this Jinja template (or the `chat_template` of this
+    /// .json file) instead of the tokenizer's.
+    #[arg(long, value_name = "FILE")]
+    chat_template: Option<PathBuf>,
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Run directory: checkpoints, metrics.jsonl, token cache.
@@ -103,6 +115,15 @@ pub struct TrainArgs {
     /// Adapt only the last N layers (default: all).
     #[arg(long, requires = "lora")]
     lora_layers: Option<usize>,
+    /// Start the adapters from this one (a PEFT adapter directory, or a LoRA run directory)
+    /// instead of fresh ones; its rank, α, targets and layers are the run's. Implies --lora.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "init",
+        conflicts_with_all = ["lora_rank", "lora_alpha", "rslora", "lora_targets", "lora_layers"]
+    )]
+    adapter: Option<PathBuf>,
 }
 
 fn settings(a: &TrainArgs) -> Result<Settings> {
@@ -114,7 +135,9 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
             dir.display()
         );
         s.model = hf::load_config(dir, a.seq.unwrap_or(s.model.seq))?;
-        s.tokenizer = dir.join("tokenizer.json");
+        // The directory, not its tokenizer.json: tokenizer_config.json beside it has the chat
+        // template and the end-of-sequence token.
+        s.tokenizer = dir.clone();
         let name = dir.file_name().map_or("hf".into(), |n| n.to_string_lossy());
         s.out = PathBuf::from(format!("runs/{name}"));
         s.init = Some(dir.clone());
@@ -137,10 +160,17 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
     set!(
         data, tokenizer, out, steps, accum, lr, warmup, clip, seed, eval_every, ckpt_every
     );
+    (s.val_data, s.chat_template) = (a.val_data.clone(), a.chat_template.clone());
+    s.mask_prompt = a.mask_prompt;
     s.loss_scale = a.loss_scale.or(s.loss_scale);
     s.optimizer = a.optimizer.unwrap_or(s.optimizer);
     (s.device, s.numerics, s.dw) = (a.device, a.numerics, a.dw);
-    if a.lora {
+    if let Some(dir) = &a.adapter {
+        let dir = model_source::adapter_dir(dir)?;
+        let mut l = peft::read_config(&dir, &s.model)?;
+        l.dropout = a.lora_dropout;
+        (s.lora, s.adapter) = (Some(l), Some(dir));
+    } else if a.lora {
         let mut l = Lora::new(a.lora_rank, a.lora_alpha, &a.lora_targets);
         (l.rslora, l.dropout, l.layers) = (a.rslora, a.lora_dropout, a.lora_layers);
         s.lora = Some(l);
