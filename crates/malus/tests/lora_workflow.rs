@@ -193,7 +193,7 @@ fn train_generate_fuse_export_and_continue() {
 
     // fuse: the base's config.json (dtype kept), its tokenizer files, the merged weights at bf16.
     let fused = d.join("fused");
-    run(&[
+    let fuse = [
         "fuse",
         "--init",
         s(&base),
@@ -201,7 +201,8 @@ fn train_generate_fuse_export_and_continue() {
         s(&adapter),
         "-o",
         s(&fused),
-    ]);
+    ];
+    run(&fuse);
     let (_, base_p) = hf::load(&base, 32).unwrap();
     let mut merged = base_p.clone();
     trained.merge_into(&mut merged);
@@ -233,15 +234,7 @@ fn train_generate_fuse_export_and_continue() {
     );
     assert_eq!(bc, fcj);
     // Nothing is overwritten.
-    let (code, out) = malus(&[
-        "fuse",
-        "--init",
-        s(&base),
-        "--adapter",
-        s(&adapter),
-        "-o",
-        s(&fused),
-    ]);
+    let (code, out) = malus(&fuse);
     assert!(code != 0 && out.contains("exists and is not empty"), "{out}");
 
     // export of the LoRA run writes the same model.
