@@ -28,16 +28,25 @@ pub fn load_config(dir: &Path, seq: usize) -> Result<Config> {
     parse_config(&text, seq, &path.display().to_string())
 }
 
+/// A JSON file that must hold an object (a config.json), errors naming the file.
+pub(crate) fn read_json_object(path: &Path) -> Result<Map<String, Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => bail!("{}: not a JSON object", path.display()),
+        Err(e) => bail!("{}: not JSON ({e})", path.display()),
+    }
+}
+
 /// The longest context `dir/config.json` allows (`max_position_embeddings`), when it says.
 pub fn max_positions(dir: &Path) -> Result<Option<usize>> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let file = path.display().to_string();
-    let value: Value = serde_json::from_str(&text).map_err(|e| anyhow!("{file}: not JSON ({e})"))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| anyhow!("{file}: not a JSON object"))?;
-    Json { obj, file: &file }.usize("max_position_embeddings")
+    let obj = read_json_object(&path)?;
+    Json {
+        obj: &obj,
+        file: &path.display().to_string(),
+    }
+    .usize("max_position_embeddings")
 }
 
 /// A JSON config object (`config.json`, PEFT's `adapter_config.json`), where `null` counts as

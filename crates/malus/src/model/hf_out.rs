@@ -173,18 +173,12 @@ pub fn config_json(c: &Config, dtype: StoreDtype) -> Result<Value> {
 /// The config.json of the Hugging Face directory `dir`, as is but for the storage type: a model
 /// of the same architecture (fine-tuned or fused) keeps everything transformers reads from it.
 pub fn base_config_json(dir: &Path, dtype: StoreDtype) -> Result<Value> {
-    let file = dir.join("config.json");
-    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let mut v: Value =
-        serde_json::from_str(&text).map_err(|e| anyhow!("{}: not JSON ({e})", file.display()))?;
-    let o = v
-        .as_object_mut()
-        .ok_or_else(|| anyhow!("{}: not a JSON object", file.display()))?;
+    let mut o = hf::read_json_object(&dir.join("config.json"))?;
     o.insert("dtype".into(), dtype.torch_name().into());
     if o.contains_key("torch_dtype") {
         o.insert("torch_dtype".into(), dtype.torch_name().into());
     }
-    Ok(v)
+    Ok(Value::Object(o))
 }
 
 /// Writes `p` as `model.safetensors` in Hugging Face's names and q/k row order, at `dtype`,

@@ -63,7 +63,7 @@ pub struct PlotArgs {
     out: PathBuf,
 }
 
-/// Samples text from a checkpoint, streaming it to `out`.
+/// Samples text after `prompt`, streaming the prompt and the text to `out`.
 pub fn sample(
     config: &Config,
     params: &Params,
@@ -73,6 +73,18 @@ pub fn sample(
     out: &mut dyn Write,
 ) -> Result<String> {
     write!(out, "{prompt}")?;
+    reply(config, params, tok, prompt, opts, out)
+}
+
+/// Samples text after `prompt`, streaming only the text to `out` (then a newline).
+fn reply(
+    config: &Config,
+    params: &Params,
+    tok: &Tok,
+    prompt: &str,
+    opts: &SampleOptions,
+    out: &mut dyn Write,
+) -> Result<String> {
     let text = generate(config, params, tok, prompt, opts, |piece| {
         let _ = write!(out, "{piece}");
         let _ = out.flush();
@@ -119,11 +131,7 @@ pub fn run(a: GenerateArgs) -> Result<ExitCode> {
         .as_deref()
         .and_then(|e| tok.token_id(e))
         .or_else(|| tok.eot());
-    generate(&m.config, &m.params, &tok, &prompt, &opts, |piece| {
-        let _ = write!(stdout, "{piece}");
-        let _ = stdout.flush();
-    })?;
-    writeln!(stdout)?;
+    reply(&m.config, &m.params, &tok, &prompt, &opts, &mut stdout)?;
     Ok(ExitCode::SUCCESS)
 }
 
