@@ -10,7 +10,8 @@ use malus::host::batch_loss_weights;
 use malus::model::{Adapters, hf, peft};
 use malus::{CompiledModel, Config, Device, Numerics, Params, Plan};
 use safetensors::SafeTensors;
-use safetensors::tensor::Dtype;
+
+mod common;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora")
@@ -23,22 +24,7 @@ fn reference(name: &str) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
     st.tensors()
         .into_iter()
         .map(|(n, v)| {
-            let b = v.data();
-            let data: Vec<f64> = match v.dtype() {
-                Dtype::F64 => b
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::F32 => b
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                Dtype::I64 => b
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-                    .collect(),
-                d => panic!("{n}: unexpected dtype {d:?}"),
-            };
+            let data = common::tensor_f64(&n, &v);
             (n, (v.shape().to_vec(), data))
         })
         .collect()

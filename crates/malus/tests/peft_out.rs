@@ -16,7 +16,6 @@ use malus::model::hf_out::{self, StoreDtype};
 use malus::model::{Lora, Target, hf, peft};
 use malus::{DeviceChoice, Settings, Trainer, model_source, reference};
 use safetensors::SafeTensors;
-use safetensors::tensor::Dtype;
 
 mod common;
 
@@ -83,19 +82,7 @@ fn write_malus_outputs() {
 
 fn f64s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f64>) {
     let v = st.tensor(name).unwrap();
-    let b = v.data();
-    let data = match v.dtype() {
-        Dtype::F64 => b
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        Dtype::I64 => b
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
-        d => panic!("{name}: unexpected dtype {d:?}"),
-    };
-    (v.shape().to_vec(), data)
+    (v.shape().to_vec(), common::tensor_f64(name, &v))
 }
 
 /// Worst |a − b| over max |b|.

@@ -193,3 +193,24 @@ pub fn model_dir(dir: &std::path::Path, template: &str, bos: &str, eos: &str) ->
     std::fs::write(d.join("tokenizer_config.json"), cfg.to_string()).unwrap();
     d
 }
+
+/// A fixture tensor (F64, F32 or I64, as the Python scripts store them) widened to f64.
+pub fn tensor_f64(name: &str, v: &safetensors::tensor::TensorView) -> Vec<f64> {
+    use safetensors::tensor::Dtype;
+    let b = v.data();
+    match v.dtype() {
+        Dtype::F64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        Dtype::I64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        d => panic!("{name}: unexpected dtype {d:?}"),
+    }
+}
