@@ -58,15 +58,36 @@ pub struct LoraMeta {
 /// A content fingerprint of a set of tensors (CRC-32 of names, shapes and values): what a
 /// LoRA checkpoint records of its frozen base, so resuming on another base is refused.
 pub fn fingerprint(tensors: &[Tensor]) -> String {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = Fingerprint::default();
     for t in tensors {
-        h.update(t.name.as_bytes());
-        for d in &t.shape {
-            h.update(&(*d as u64).to_le_bytes());
-        }
-        h.update(bytes_of(&t.data));
+        h.tensor(&t.name, &t.shape);
+        h.values(&t.data);
     }
-    format!("{:08x}", h.finalize())
+    h.finish()
+}
+
+/// [`fingerprint`] fed a tensor at a time, its values in pieces, so a model streamed from disk
+/// is fingerprinted without being held whole.
+#[derive(Default)]
+pub struct Fingerprint(crc32fast::Hasher);
+
+impl Fingerprint {
+    /// Starts the next tensor.
+    pub fn tensor(&mut self, name: &str, shape: &[usize]) {
+        self.0.update(name.as_bytes());
+        for d in shape {
+            self.0.update(&(*d as u64).to_le_bytes());
+        }
+    }
+
+    /// The current tensor's next values.
+    pub fn values(&mut self, v: &[f32]) {
+        self.0.update(bytes_of(v));
+    }
+
+    pub fn finish(self) -> String {
+        format!("{:08x}", self.0.finalize())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -202,8 +202,8 @@ fn gradients_accumulate_and_restaging_takes_new_values() {
     assert!(m.take_grads(&p, 1.0).unwrap_err().to_string().contains("frozen"));
 }
 
-/// `malus train --init DIR --lora` as a library call: only the adapters train (the base stays
-/// bit-identical), the checkpoint holds adapters and their moments only, resuming continues
+/// `malus train --init DIR --lora` as a library call: only the adapters train (the base is
+/// held only staged), the checkpoint holds adapters and their moments only, resuming continues
 /// them exactly, and resuming on another base or with other adapter settings is refused.
 #[test]
 fn a_lora_run_trains_adapters_only_and_resumes_exactly() {
@@ -245,7 +245,14 @@ fn a_lora_run_trains_adapters_only_and_resumes_exactly() {
     let mut t = Trainer::new(s.clone(), false).unwrap();
     let before = t.adapters().unwrap().clone();
     t.run(Arc::new(AtomicBool::new(false)), |_| {}).unwrap();
-    assert!(*t.params() == base, "the base must stay frozen");
+    // The base is staged from its files and frozen: the trainer keeps its RMSNorm weights
+    // (as loaded) and no copy of its matrices.
+    for (held, loaded) in t.params().tensors.iter().zip(&base.tensors) {
+        match loaded.shape.len() {
+            1 => assert_eq!(held, loaded),
+            _ => assert!(held.data.is_empty(), "{} is held on the host", held.name),
+        }
+    }
     let after = t.adapters().unwrap().clone();
     for ad in &after.adapters {
         assert_ne!(after.tensors[ad.b], before.tensors[ad.b], "B never trained");

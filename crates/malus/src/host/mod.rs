@@ -6,11 +6,14 @@ use rayon::prelude::*;
 
 pub mod ops;
 
-/// Embedding rows for `tokens`, channel-major: `x[d·S + s] = E[tokens[s], d]`.
-pub fn embed(table: &[f32], dim: usize, tokens: &[u32], out: &mut [f32]) {
+/// Embedding rows for `tokens`, channel-major: `x[d·S + s] = E[tokens[s], d]`, with
+/// `read_row(at, row)` filling `row` with E's values from `at` (so E may be stored in f32 or,
+/// for a frozen base, at its file's precision).
+pub fn embed(read_row: impl Fn(usize, &mut [f32]), dim: usize, tokens: &[u32], out: &mut [f32]) {
     let s = tokens.len();
+    let mut row = vec![0.0f32; dim];
     for (i, &t) in tokens.iter().enumerate() {
-        let row = &table[t as usize * dim..(t as usize + 1) * dim];
+        read_row(t as usize * dim, &mut row);
         for (d, &v) in row.iter().enumerate() {
             out[d * s + i] = v;
         }
@@ -134,7 +137,8 @@ mod tests {
     fn embedding_gather_and_scatter_are_adjoint() {
         let table: Vec<f32> = (0..12).map(|v| v as f32).collect(); // vocab 4, dim 3
         let mut x = vec![0.0; 6];
-        embed(&table, 3, &[2, 0], &mut x);
+        let rows = |at: usize, r: &mut [f32]| r.copy_from_slice(&table[at..at + r.len()]);
+        embed(rows, 3, &[2, 0], &mut x);
         assert_eq!(x, [6.0, 0.0, 7.0, 1.0, 8.0, 2.0]);
         let mut d = vec![0.0; 12];
         embed_backward(&mut d, 3, &[2, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);

@@ -12,6 +12,7 @@ use safetensors::tensor::{Dtype, View};
 use serde_json::{Value, json};
 
 use super::hf::{self, rope_rows_to_hf};
+use super::hf_weights;
 use super::{Config, Params, Tensor};
 
 /// The storage types malus writes.
@@ -46,8 +47,8 @@ impl StoreDtype {
     /// headers, not the weights), so a model written from it keeps its size.
     pub fn of_dir(dir: &Path) -> Result<StoreDtype> {
         const EMBED: &str = "model.embed_tokens.weight";
-        for file in hf::weight_files(dir)? {
-            let header = read_header(&file)?;
+        for file in hf_weights::weight_files(dir)? {
+            let (header, _) = hf_weights::read_header(&file)?;
             let Some(t) = header.get(EMBED) else {
                 continue;
             };
@@ -63,21 +64,6 @@ impl StoreDtype {
         }
         Err(anyhow!("{}: no weight file holds {EMBED}", dir.display()))
     }
-}
-
-/// The JSON header of a safetensors file, read without reading its tensors.
-fn read_header(file: &Path) -> Result<Value> {
-    use std::io::Read;
-    let bad = |what: &str| anyhow!("{}: not a safetensors file ({what})", file.display());
-    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .map_err(|_| bad("shorter than its header"))?;
-    let n = u64::from_le_bytes(len);
-    ensure!(n <= 100 << 20, bad("header length over 100 MB"));
-    let mut text = vec![0u8; n as usize];
-    f.read_exact(&mut text).map_err(|_| bad("truncated header"))?;
-    serde_json::from_slice(&text).map_err(|e| bad(&format!("header is not JSON: {e}")))
 }
 
 /// A tensor as safetensors will store it: encoded when the writer asks for its bytes.

@@ -64,7 +64,7 @@ impl Params {
 
     /// The tensors a config implies — names, shapes, order, indices — with empty data, so
     /// [`check`](Self::check) need not allocate a model's worth of zeros.
-    fn layout(c: &Config) -> Params {
+    pub fn layout(c: &Config) -> Params {
         let mut tensors = Vec::new();
         let mut add = |name: String, shape: Vec<usize>| {
             tensors.push(Tensor {

@@ -11,9 +11,9 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use safetensors::SafeTensors;
 use serde_json::{Value, json};
 
-use super::hf::{self, Json, rope_rows_from_hf, rope_rows_to_hf};
-use super::hf_out;
+use super::hf::{Json, rope_rows_from_hf, rope_rows_to_hf};
 use super::{Adapters, Config, Lora, Target, Tensor};
+use super::{hf_out, hf_weights};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -170,7 +170,7 @@ pub fn load(dir: &Path, c: &Config) -> Result<Adapters> {
             lora.rank,
             t.shape
         );
-        t.data = hf::to_f32(&view, &name, &file)?;
+        t.data = hf_weights::widen(view.dtype(), view.data(), &name, &file)?;
     }
     let mut extra: Vec<String> = stored.into_keys().collect();
     extra.sort();

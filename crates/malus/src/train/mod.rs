@@ -2,6 +2,7 @@
 //! and its adjoint, gradient accumulators, optimizers and the loop.
 
 mod dw_pass;
+pub mod frozen;
 pub mod grads;
 mod kernels;
 pub mod lora;

@@ -166,50 +166,79 @@ impl Inputs {
         for (l, ids) in p.layers.iter().enumerate() {
             for f in &LAYER_FOLDS {
                 let (wi, ni) = ((f.param)(ids), f.norm.map(|n| n(ids)));
-                if !(changed[wi] || ni.is_some_and(|n| changed[n])) {
-                    continue;
+                if changed[wi] || ni.is_some_and(|n| changed[n]) {
+                    let w = t(wi);
+                    self.stage_fold(l, f, &w.data, w.shape[1], ni.map(|n| t(n).data.as_slice()))?;
                 }
-                let w = t(wi);
-                let block = f.stage(&w.data, w.shape[1], ni.map(|n| t(n).data.as_slice()));
-                let input = match f.input {
-                    Input::Attn => &mut self.attn[l],
-                    Input::Ffn => &mut self.ffn[l],
-                };
-                input.write(f.staged, &block)?;
             }
             if let (Some(qn), Some(kn)) = (ids.q_norm, ids.k_norm)
                 && (changed[qn] || changed[kn])
             {
-                let b = attention::norm_block(s, &t(qn).data, &t(kn).data);
-                self.attn[l].write(QK_NORM, &b)?;
+                self.stage_qk_norm(s, l, &t(qn).data, &t(kn).data)?;
             }
         }
         if changed[p.classifier()] || changed[p.final_norm] {
-            for c in 0..s.vocab_chunks {
-                let rows = classifier_rows(s, p, c);
-                self.cls_bwd[c].write(E, &rows)?;
-                let mut cols = vec![0.0f32; rows.len()];
-                transpose_into(&rows, s.dim, &mut cols, 1.0);
-                self.cls_fwd[c].write(E, &cols)?;
-            }
+            let cls = &t(p.classifier()).data;
+            self.stage_classifier(
+                s,
+                |start, out| {
+                    out.copy_from_slice(&cls[start..start + out.len()]);
+                    Ok(())
+                },
+                &t(p.final_norm).data,
+            )?;
         }
         Ok(())
     }
-}
 
-/// Vocabulary chunk `c` of Ẽ = E·diag(w_final), `[chunk, dim]`, zero past the vocabulary.
-fn classifier_rows(s: &Shape, p: &Params, c: usize) -> Vec<f32> {
-    let cls = &p.tensors[p.classifier()].data;
-    let w = &p.tensors[p.final_norm].data;
-    let (vc, d) = (s.vocab_chunk, s.dim);
-    let mut rows = vec![0.0f32; vc * d];
-    for v in 0..vc.min(s.vocab.saturating_sub(c * vc)) {
-        let gv = c * vc + v;
-        for j in 0..d {
-            rows[v * d + j] = cls[gv * d + j] * w[j];
-        }
+    /// Writes the staged block of layer matrix `f` of `layer`: `w` `[rows, cols]`, with the
+    /// RMSNorm weight `norm` folded into its columns.
+    pub fn stage_fold(
+        &mut self,
+        layer: usize,
+        f: &Fold,
+        w: &[f32],
+        cols: usize,
+        norm: Option<&[f32]>,
+    ) -> Result<()> {
+        let input = match f.input {
+            Input::Attn => &mut self.attn[layer],
+            Input::Ffn => &mut self.ffn[layer],
+        };
+        input.write(f.staged, &f.stage(w, cols, norm))
     }
-    rows
+
+    /// Writes a layer's q/k RMSNorm weights.
+    pub fn stage_qk_norm(&mut self, s: &Shape, layer: usize, q: &[f32], k: &[f32]) -> Result<()> {
+        self.attn[layer].write(QK_NORM, &attention::norm_block(s, q, k))
+    }
+
+    /// Writes both orientations of every vocabulary chunk of Ẽ = E·diag(w_final), with
+    /// `rows(start, out)` filling `out` with E's values from `start` on (row-major
+    /// `[vocab, dim]`; called once per chunk, in order), so E need not be in memory whole.
+    pub fn stage_classifier(
+        &mut self,
+        s: &Shape,
+        mut rows: impl FnMut(usize, &mut [f32]) -> Result<()>,
+        w: &[f32],
+    ) -> Result<()> {
+        let (vc, d) = (s.vocab_chunk, s.dim);
+        let mut chunk = vec![0.0f32; vc * d];
+        let mut cols = vec![0.0f32; vc * d];
+        for c in 0..s.vocab_chunks {
+            let n = vc.min(s.vocab.saturating_sub(c * vc)) * d;
+            rows(c * vc * d, &mut chunk[..n])?;
+            // Zero past the vocabulary.
+            chunk[n..].fill(0.0);
+            for row in chunk[..n].chunks_exact_mut(d) {
+                row.iter_mut().zip(w).for_each(|(v, w)| *v *= w);
+            }
+            self.cls_bwd[c].write(E, &chunk)?;
+            transpose_into(&chunk, d, &mut cols, 1.0);
+            self.cls_fwd[c].write(E, &cols)?;
+        }
+        Ok(())
+    }
 }
 
 /// For W̃ = W·diag(w) with gradient `acc` = ∂L/∂W̃ (row-major `[rows, dim]`), in place:

@@ -7,6 +7,7 @@
 use anyhow::{Result, bail, ensure};
 
 use super::dw_pass::DwPass;
+use super::frozen;
 use super::grads::Accum;
 use super::kernels::Kernels;
 use super::lora::LoraRun;
@@ -16,7 +17,8 @@ use crate::host;
 use crate::kernels::block::*;
 use crate::kernels::dw;
 use crate::kernels::{Block, KernelId, Shape, attention, classifier, ffn};
-use crate::model::{Adapters, Config, Params};
+use crate::model::hf_weights::WeightReader;
+use crate::model::{Adapters, Config, Params, Stored};
 use crate::plan::Plan;
 
 /// A model compiled on a device: kernels, staged weights, taps and gradient accumulators.
@@ -39,6 +41,9 @@ pub struct CompiledModel {
     acc: Option<Accum>,
     /// The adapters of a LoRA run, once staged.
     lora: Option<LoraRun>,
+    /// The embedding of a frozen base staged by [`CompiledModel::stage_frozen`], at its stored
+    /// precision; forward passes look tokens up here instead of in their parameters.
+    frozen_embedding: Option<Stored>,
 }
 
 impl CompiledModel {
@@ -66,6 +71,7 @@ impl CompiledModel {
             scratch: Vec::new(),
             acc: s.lora.is_none().then(|| Accum::new(&s, plan.config.layers)),
             lora: None,
+            frozen_embedding: None,
             config: plan.config.clone(),
             shape: s,
         })
@@ -80,6 +86,19 @@ impl CompiledModel {
     pub fn stage(&mut self, p: &Params) -> Result<()> {
         p.check(&self.config)?;
         self.restage(p, &vec![true; p.tensors.len()])
+    }
+
+    /// Stages a frozen base (a LoRA run's) straight from its files, a tensor at a time, and
+    /// keeps its embedding; returns the base's layout with its RMSNorm weights (what
+    /// [`CompiledModel::stage_adapters`] and the forward's `p` need of it) and its fingerprint.
+    pub fn stage_frozen(&mut self, r: &WeightReader) -> Result<(Params, String)> {
+        ensure!(
+            self.shape.lora.is_some(),
+            "a frozen base is staged only for a LoRA plan (Plan::lora)"
+        );
+        let base = frozen::stage(&mut self.inputs, &self.shape, r)?;
+        self.frozen_embedding = Some(base.embedding);
+        Ok((base.norms, base.fingerprint))
     }
 
     /// Re-stages only the blocks whose tensors changed (see [`Inputs::restage`]).
@@ -141,7 +160,14 @@ impl CompiledModel {
             attn, ffn, cls_fwd, ..
         } = &mut self.inputs;
         let mut x = vec![0.0f32; s.dim * s.seq];
-        host::embed(&p.tensors[p.embed].data, s.dim, &tokens[..s.seq], &mut x);
+        match &self.frozen_embedding {
+            Some(e) => host::embed(|at, row| e.read_into(at, row), s.dim, &tokens[..s.seq], &mut x),
+            None => {
+                let e = &p.tensors[p.embed].data;
+                let row = |at: usize, row: &mut [f32]| row.copy_from_slice(&e[at..at + row.len()]);
+                host::embed(row, s.dim, &tokens[..s.seq], &mut x)
+            }
+        }
         attn[0].write(X, &x)?;
         let last = self.config.layers - 1;
         for l in 0..=last {

@@ -17,6 +17,7 @@ use crate::data::{Dataset, Tok, Window, source};
 use crate::device::Device;
 use crate::host;
 use crate::kernels::Shape;
+use crate::model::hf_weights::WeightReader;
 use crate::model::{Adapters, Lora, Params, Tensor, peft};
 use crate::plan::Plan;
 use crate::plan::memory::{self, MemoryEstimate};
@@ -152,7 +153,7 @@ impl Trainer {
             Some(l) => Plan::lora(c, device.dtype(), l)?,
             None => Plan::for_device(c, &device, settings.dw)?,
         };
-        let model = CompiledModel::new(&plan, &device)?;
+        let mut model = CompiledModel::new(&plan, &device)?;
         let fp16 = device.dtype() == DType::Fp16;
         let mut scaler = match settings.loss_scale {
             Some(s) => LossScaler::fixed(s),
@@ -162,13 +163,10 @@ impl Trainer {
         let (mut step_no, mut rng, mut tokens_seen, mut elapsed) =
             (0, Rng::new(settings.seed ^ 0x5EED), 0, 0.0);
         let mut resume_notes = Vec::new();
-        // The frozen base of a LoRA run is the `--init` model, also when resuming.
+        // The frozen base of a LoRA run is the `--init` model, also when resuming: staged
+        // from its files, never held in f32.
         let base = match &settings.lora {
-            Some(_) => {
-                let p = load_init(&settings)?;
-                let fp = checkpoint::fingerprint(&p.tensors);
-                Some((p, fp))
-            }
+            Some(_) => Some(model.stage_frozen(&init_weights(&settings)?)?),
             None => None,
         };
         let (params, lora, opt) = if resume {
@@ -235,9 +233,9 @@ impl Trainer {
             settings,
             _lock: lock,
         };
-        t.model.stage(&t.params)?;
-        if let Some((a, _)) = &t.lora {
-            t.model.stage_adapters(&t.params, a)?;
+        match &t.lora {
+            Some((a, _)) => t.model.stage_adapters(&t.params, a)?,
+            None => t.model.stage(&t.params)?,
         }
         Ok(t)
     }
@@ -246,7 +244,9 @@ impl Trainer {
         &self.settings
     }
 
-    /// The model's weights (with LoRA: the frozen base).
+    /// The model's weights. With LoRA, the frozen base's layout with only its RMSNorm weights:
+    /// its matrices exist only staged in the kernel inputs, its embedding in the compiled
+    /// model (see [`CompiledModel::stage_frozen`]).
     pub fn params(&self) -> &Params {
         &self.params
     }
@@ -514,15 +514,25 @@ fn forget_metrics_after(path: &Path, step: u64) -> Result<()> {
 
 /// The `--init` model, checked to be the run's config.
 fn load_init(s: &Settings) -> Result<Params> {
+    crate::model::hf_weights::load_params(init_dir(s)?, &s.model)
+}
+
+/// The `--init` directory, once its config.json is checked to be the run's model config.
+fn init_dir(s: &Settings) -> Result<&Path> {
     let dir = s.init.as_deref().ok_or_else(|| anyhow!("no --init model"))?;
     let c = &s.model;
-    let (hf_config, params) = crate::model::hf::load(dir, c.seq)?;
+    let hf_config = crate::model::hf::load_config(dir, c.seq)?;
     ensure!(
         hf_config == *c,
         "the run's model config differs from {}/config.json ({c:?} vs {hf_config:?})",
         dir.display()
     );
-    Ok(params)
+    Ok(dir)
+}
+
+/// The `--init` model's weights, indexed and checked, for a frozen base to stream from.
+fn init_weights(s: &Settings) -> Result<WeightReader> {
+    WeightReader::open(init_dir(s)?, &s.model)
 }
 
 /// A new optimizer over the trained tensors `p` as the settings ask.

@@ -179,13 +179,16 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
     Ok(s)
 }
 
+/// What the end-of-run sample continues.
+const SAMPLE_PROMPT: &str = "It is a truth";
+
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let s = settings(&a)?;
     let mut t = Trainer::new(s, a.resume)?;
     let c = &t.settings().model;
     println!(
         "malus train: {:.2}M parameters (dim {}, {} layers, {} heads, seq {}, vocab {}) on {} | data {} | run dir {}",
-        t.params().num_params() as f64 / 1e6,
+        t.settings().model.num_params() as f64 / 1e6,
         c.dim,
         c.layers,
         c.heads,
@@ -271,20 +274,31 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             seed: 42,
             stop: None,
         };
-        // A LoRA run samples from its base with the adapters merged in.
-        let merged = t.adapters().map(|a| {
-            let mut p = t.params().clone();
-            a.merge_into(&mut p);
-            p
-        });
-        super::generate::sample(
-            &t.settings().model,
-            merged.as_ref().unwrap_or(t.params()),
-            t.tokenizer(),
-            "It is a truth",
-            &opts,
-            &mut std::io::stdout().lock(),
-        )?;
+        let out = &mut std::io::stdout().lock();
+        if t.adapters().is_none() {
+            let (c, p) = (&t.settings().model, t.params());
+            super::generate::sample(c, p, t.tokenizer(), SAMPLE_PROMPT, &opts, out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // A LoRA run samples from its base with the adapters merged in: read again from disk,
+        // in f32, once the trainer and its staged base are gone — if that fits.
+        let c = t.settings().model.clone();
+        let run = t.settings().out.clone();
+        drop(t);
+        let need = 4 * c.checked_num_params().unwrap_or(usize::MAX) as u128;
+        if let Some((have, _)) = malus::plan::memory::available()
+            && need > have as u128 / 2
+        {
+            println!(
+                "(no sample: the merged model takes {:.1} GB in f32; `malus generate --checkpoint {}` once memory allows)",
+                need as f64 / 1e9,
+                run.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let m = malus::model_source::from_checkpoint(&run)?;
+        let tok = malus::data::Tok::load(&m.tokenizer)?;
+        super::generate::sample(&m.config, &m.params, &tok, SAMPLE_PROMPT, &opts, out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
