@@ -56,3 +56,40 @@ fn plan_reports_are_unchanged() {
         }
     }
 }
+
+/// `malus plan --model llama2-7b --lora` (rank 8, every target): the counts worked out by hand
+/// from Llama-2-7B's shape (dim 4096, FFN 11008, 32 layers, vocabulary 32000, untied).
+#[test]
+fn a_lora_plan_counts_adapters_and_a_frozen_base() {
+    let out = Command::new(env!("CARGO_BIN_EXE_malus"))
+        .args(["plan", "--model", "llama2-7b", "--lora", "--chip", "m4"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Per layer: q, k, v, o 8·(4096 + 4096) each, gate, up, down 8·(4096 + 11008) each.
+    let adapters = 32 * (4 * 8 * 8192 + 3 * 8 * 15104);
+    assert_eq!(adapters, 19_988_480);
+    assert!(
+        text.contains("6738.42M frozen parameters, 19.988M adapter parameters"),
+        "{text}"
+    );
+    // Only the adapters are updated and re-staged.
+    assert!(text.contains("20.0 M weight elements re-staged"), "{text}");
+    assert!(text.contains("LoRA adapter gradients"), "{text}");
+    assert!(!text.contains("accumulate dW"), "{text}");
+    // Host weights: adapters and RMSNorm weights (32·2·4096 + 4096) in f32, the embedding in
+    // bf16 — no f32 base: 4·(19,988,480 + 266,240) + 2·32000·4096 = 343,162,880 bytes.
+    assert_eq!(4 * (adapters + 266_240) + 2 * 32000 * 4096, 343_162_880);
+    let ane = text.lines().find(|l| l.contains("on the Neural Engine")).unwrap();
+    assert!(
+        ane.contains("weights 343.2 MB") && ane.contains("CPU executor 0.0 MB"),
+        "{ane}"
+    );
+    assert!(
+        text.contains("predicted on M4") && text.contains("not a measurement"),
+        "{text}"
+    );
+    // The lint and the kernels are those of the LoRA variants: no dW kernels.
+    assert!(!text.contains("attn_dw") && !text.contains("ffn_dw"), "{text}");
+}

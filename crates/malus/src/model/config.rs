@@ -30,7 +30,8 @@ pub struct Config {
 pub const MAX_DIM: usize = (i32::MAX as usize) / 8;
 
 impl Config {
-    /// A preset by name: `tiny`, `stories15m`, `stories42m`, `stories110m`, `qwen3-0.6b`.
+    /// A preset by name: `tiny`, `stories15m`, `stories42m`, `stories110m`, `qwen3-0.6b`,
+    /// `llama2-7b`, `llama3.2-3b`.
     pub fn preset(name: &str) -> Result<Config> {
         let llama = |dim, layers, heads, hidden| Config {
             dim,
@@ -65,8 +66,21 @@ impl Config {
                 qk_norm: true,
                 ..llama(1024, 28, 16, 3072)
             },
+            // The shapes of Llama-2-7B and Llama-3.2-3B (for planning and benchmarks; their
+            // weights come from a Hugging Face directory).
+            "llama2-7b" => Config {
+                tied: false,
+                ..llama(4096, 32, 32, 11008)
+            },
+            "llama3.2-3b" => Config {
+                kv_heads: 8,
+                head_dim: 128,
+                vocab: 128256,
+                rope_theta: 500_000.0,
+                ..llama(3072, 28, 24, 8192)
+            },
             other => bail!(
-                "unknown model preset {other:?} (known: tiny, stories15m, stories42m, stories110m, qwen3-0.6b)"
+                "unknown model preset {other:?} (known: tiny, stories15m, stories42m, stories110m, qwen3-0.6b, llama2-7b, llama3.2-3b)"
             ),
         })
     }

@@ -50,7 +50,37 @@ pub struct PlanReport {
     /// Elements the RMSNorm-weight unfolding touches per update.
     pub unfold_elements: u64,
     pub staged_weight_elems: u64,
+    /// Parameters the optimizer updates (with LoRA: the adapters').
     pub params: usize,
+    /// With LoRA, the frozen base's parameters (else 0).
+    pub frozen: usize,
+}
+
+/// The host work of a LoRA plan's adapters per micro-step.
+struct LoraWork {
+    params: usize,
+    /// For each adapter (`x` `[in, S]`, `dy` `[out, S]`): `u = Ã·x`, `∂B += dy·uᵀ`,
+    /// `v = Bᵀ·dy`, `∂A += v·xᵀ`, 4·r·S·(in + out) flops.
+    gemm_flops: u64,
+    /// Tap elements read back (and norm-scaled) for them.
+    taps: u64,
+}
+
+fn lora_work(c: &crate::model::Config, l: &crate::model::Lora, seq: u64) -> LoraWork {
+    let layers = (c.layers - l.first_layer(c)) as u64;
+    let io: u64 = l
+        .targets
+        .iter()
+        .map(|t| {
+            let (out, inp) = t.dims(c);
+            (out + inp) as u64
+        })
+        .sum();
+    LoraWork {
+        params: l.num_params(c).unwrap_or(usize::MAX),
+        gemm_flops: layers * 4 * l.rank as u64 * seq * io,
+        taps: layers * seq * io,
+    }
 }
 
 fn line(k: &KernelDef, calls: usize, elem: usize) -> KernelLine {
@@ -91,7 +121,12 @@ impl PlanReport {
         } else {
             (0, 0)
         };
-        let dw_elems = c.layers as u64 * (layer_w + qk_dw) + vpad * d;
+        let lora = plan.lora.as_ref().map(|l| lora_work(c, l, sq));
+        // A LoRA plan accumulates no base gradients: its adapters' are host products.
+        let dw_elems = match &lora {
+            Some(_) => 0,
+            None => c.layers as u64 * (layer_w + qk_dw) + vpad * d,
+        };
         let mut host = vec![
             ("softmax cross-entropy (≈5 flops/logit)", 5 * v * sq),
             ("loss-scale dlogits", v * sq),
@@ -99,13 +134,19 @@ impl PlanReport {
                 "sum classifier dx̂ over vocab chunks",
                 s.vocab_chunks as u64 * d * sq,
             ),
-            ("accumulate dW into f32", dw_elems),
-            ("embedding scatter-add", d * sq),
         ];
+        if lora.is_none() {
+            host.push(("accumulate dW into f32", dw_elems));
+            host.push(("embedding scatter-add", d * sq));
+        }
         // Everything but the cross-entropy is one flop per element.
         let mut elementwise_elements: u64 = host.iter().skip(1).map(|(_, f)| f).sum();
         let mut host_gemm_flops = 0;
-        if plan.dw == Dw::Host {
+        if let Some(w) = &lora {
+            host_gemm_flops = w.gemm_flops;
+            elementwise_elements += w.taps;
+            host.push(("LoRA adapter gradients (rank-r products)", w.gemm_flops));
+        } else if plan.dw == Dw::Host {
             let qk_sums = if s.qk_norm {
                 c.layers as u64 * 2 * s.head_dim as u64 * sq
             } else {
@@ -118,15 +159,23 @@ impl PlanReport {
         // Conversions: first activations in, logits out, dlogits in (bwd and dW), dx̂ in, dW out,
         // final dx out.
         let dlogit_writes = if plan.dw == Dw::Device { 2 } else { 1 };
-        let converted = d * sq + vpad * sq + dlogit_writes * vpad * sq + d * sq + dw_elems + d * sq;
+        let taps = lora.as_ref().map_or(0, |w| w.taps);
+        let converted = d * sq + vpad * sq + dlogit_writes * vpad * sq + d * sq + dw_elems + d * sq + taps;
         let traffic = kernels
             .iter()
             .map(|k| k.calls as u64 * ((k.act_in + k.out) * elem) as u64)
             .sum();
         let memcpy_bytes = kernels.iter().map(|k| (k.calls * k.act_in * elem) as u64).sum();
-        let params = c.num_params();
-        let norm_unfold = 2 * (c.layers as u64 * layer_w + v * d);
-        let staged_weight_elems = c.layers as u64 * (layer_w + qk_staged) + 2 * vpad * d;
+        let (params, frozen, norm_unfold, staged_weight_elems) = match &lora {
+            // Only the adapters update and are re-staged (Ã and B, as many values as A and B).
+            Some(w) => (w.params, c.num_params(), 0, w.params as u64),
+            None => (
+                c.num_params(),
+                0,
+                2 * (c.layers as u64 * layer_w + v * d),
+                c.layers as u64 * (layer_w + qk_staged) + 2 * vpad * d,
+            ),
+        };
         PlanReport {
             model: model.to_string(),
             dw: plan.dw,
@@ -145,6 +194,7 @@ impl PlanReport {
             unfold_elements: norm_unfold,
             staged_weight_elems,
             params,
+            frozen,
         }
     }
 
@@ -159,13 +209,23 @@ fn mb(b: usize) -> f64 {
 
 impl fmt::Display for PlanReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "plan for {} ({:.2}M parameters), dW on the {}",
-            self.model,
-            self.params as f64 / 1e6,
-            self.dw.name()
-        )?;
+        if self.frozen > 0 {
+            writeln!(
+                f,
+                "plan for LoRA on {} ({:.2}M frozen parameters, {:.3}M adapter parameters), adapter gradients on the host",
+                self.model,
+                self.frozen as f64 / 1e6,
+                self.params as f64 / 1e6
+            )?;
+        } else {
+            writeln!(
+                f,
+                "plan for {} ({:.2}M parameters), dW on the {}",
+                self.model,
+                self.params as f64 / 1e6,
+                self.dw.name()
+            )?;
+        }
         writeln!(
             f,
             "{:<10} {:>5} {:>10} {:>10} {:>10} {:>10} {:>9}",

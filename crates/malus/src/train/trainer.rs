@@ -17,13 +17,14 @@ use crate::data::{Dataset, Tok, Window, source};
 use crate::device::Device;
 use crate::host;
 use crate::kernels::Shape;
+use crate::model::hf_out::StoreDtype;
 use crate::model::hf_weights::WeightReader;
 use crate::model::{Adapters, Lora, Params, Tensor, peft};
 use crate::plan::Plan;
-use crate::plan::memory::{self, MemoryEstimate};
+use crate::plan::memory::{self, Executor, MemoryEstimate};
 use crate::rng::Rng;
 use crate::run_dir::RunLock;
-use crate::settings::{OptimizerKind, Settings};
+use crate::settings::{DeviceChoice, Numerics, OptimizerKind, Settings};
 
 /// One logged point.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -74,11 +75,24 @@ fn admit(s: &Settings) -> Result<()> {
     let Some((available, source)) = memory::available() else {
         return Ok(());
     };
-    // Kernels are f32 unless a device makes them fp16: the larger estimate.
+    // Where the device is not known yet (`auto`), the larger estimate: the CPU executor's.
+    let ex = match (s.device, s.numerics) {
+        (DeviceChoice::Ane, _) => Executor::Ane,
+        (_, n) => Executor::Cpu {
+            fp16: n == Numerics::Fp16,
+        },
+    };
     let shape = Shape::new(&s.model, DType::Fp32)?;
     let estimate = match &s.lora {
-        Some(l) => MemoryEstimate::lora(&s.model, &shape.with_lora(l), 4, l, s.optimizer),
-        None => MemoryEstimate::training(&s.model, &shape, 4, s.optimizer, s.dw),
+        Some(l) => {
+            let dir = s.init.as_deref().ok_or_else(|| anyhow!("--lora needs --init"))?;
+            let embed = match StoreDtype::of_dir(dir)? {
+                StoreDtype::F32 => 4,
+                StoreDtype::F16 | StoreDtype::Bf16 => 2,
+            };
+            MemoryEstimate::lora(&s.model, &shape.with_lora(l), ex, l, s.optimizer, embed)
+        }
+        None => MemoryEstimate::training(&s.model, &shape, ex, s.optimizer, s.dw),
     };
     estimate.admit(available, source)
 }

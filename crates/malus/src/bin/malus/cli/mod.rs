@@ -4,6 +4,7 @@
 mod data;
 mod export;
 mod generate;
+mod lora_args;
 mod mil;
 mod plan;
 mod train;

@@ -9,8 +9,9 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::lora_args::LoraArgs;
 use malus::generate::SampleOptions;
-use malus::model::{Config, Lora, Target, hf, peft};
+use malus::model::{Config, hf, peft};
 use malus::model_source;
 use malus::{DeviceChoice, Dw, Numerics, OptimizerKind, Settings, Trainer};
 
@@ -88,33 +89,8 @@ pub struct TrainArgs {
     /// Tokens to sample at the end (0: none).
     #[arg(long, default_value_t = 120)]
     sample_tokens: usize,
-    /// Train LoRA adapters on the frozen --init model instead of every weight.
-    #[arg(long)]
-    lora: bool,
-    /// Rank r of the adapters.
-    #[arg(long, default_value_t = 8, requires = "lora")]
-    lora_rank: usize,
-    /// α of the adapters: the low-rank path is scaled by α/r (α/√r with --rslora).
-    #[arg(long, default_value_t = 16.0, requires = "lora")]
-    lora_alpha: f64,
-    /// Scale by α/√r (rank-stabilised LoRA).
-    #[arg(long, requires = "lora")]
-    rslora: bool,
-    /// Dropout on the adapters' input (only 0 is supported yet).
-    #[arg(long, default_value_t = 0.0, requires = "lora")]
-    lora_dropout: f64,
-    /// The layers to adapt, comma-separated.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "q,k,v,o,gate,up,down",
-        requires = "lora"
-    )]
-    lora_targets: Vec<Target>,
-    /// Adapt only the last N layers (default: all).
-    #[arg(long, requires = "lora")]
-    lora_layers: Option<usize>,
+    #[command(flatten)]
+    lora: LoraArgs,
     /// Start the adapters from this one (a PEFT adapter directory, or a LoRA run directory)
     /// instead of fresh ones; its rank, α, targets and layers are the run's. Implies --lora.
     #[arg(
@@ -168,12 +144,10 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
     if let Some(dir) = &a.adapter {
         let dir = model_source::adapter_dir(dir)?;
         let mut l = peft::read_config(&dir, &s.model)?;
-        l.dropout = a.lora_dropout;
+        l.dropout = a.lora.lora_dropout;
         (s.lora, s.adapter) = (Some(l), Some(dir));
-    } else if a.lora {
-        let mut l = Lora::new(a.lora_rank, a.lora_alpha, &a.lora_targets);
-        (l.rslora, l.dropout, l.layers) = (a.rslora, a.lora_dropout, a.lora_layers);
-        s.lora = Some(l);
+    } else {
+        s.lora = a.lora.settings();
     }
     s.validate()?;
     Ok(s)
