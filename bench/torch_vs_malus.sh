@@ -30,21 +30,11 @@ for r in $(seq "$ROUNDS"); do
         --seq $SEQ --accum $ACCUM --steps "$STEPS" --eval-every 100000 --ckpt-every 100000 \
         --sample-tokens 0 --device cpu --data "$work/austen.bin" --out "$work/run" \
         2> "$work/malus.time" > /dev/null
-    malus_tps=$(python3 -c "import json; r=[json.loads(l) for l in open('$work/run/metrics.jsonl')][1:]; print(sum(x['tokens_per_s'] for x in r)/len(r))")
+    malus_tps=$(python3 bench/summary.py tps "$work/run/metrics.jsonl")
     malus_rss=$(awk '/peak_rss_kb/ {print $2}' "$work/malus.time")
     echo "round $r malus tokens_per_s $malus_tps, peak RSS $((malus_rss / 1024)) MiB"
     echo "malus $malus_tps $malus_rss" >> "$work/results"
 done
 
 echo "== result ($STEPS updates x $ROUNDS rounds)"
-python3 - "$work/results" <<'PY'
-import sys
-rows = [l.split() for l in open(sys.argv[1])]
-def agg(name):
-    r = [(float(t), int(m)) for n, t, m in rows if n == name]
-    return sum(t for t, _ in r) / len(r), max(m for _, m in r) / 1024
-t, tm = agg("torch")
-m, mm = agg("malus")
-print(f"tokens/s: PyTorch {t:.0f}, malus {m:.0f}, ratio malus/PyTorch {m / t:.2f}")
-print(f"peak RSS: PyTorch {tm:.0f} MiB, malus {mm:.0f} MiB, ratio {mm / tm:.2f}")
-PY
+python3 bench/summary.py compare "$work/results" torch PyTorch

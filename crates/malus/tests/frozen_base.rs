@@ -105,20 +105,22 @@ fn fp16_frozen_base_is_the_loaded_base() {
     }
 }
 
-#[test]
-fn llama_untied_gqa_frozen_base_is_the_loaded_base() {
-    same_step(&fixture("tiny-llama"), Numerics::F32, 8);
-    let copy = bf16_copy("tiny-llama");
+/// Fixture `name` as stored, and a bf16 copy of it, in f32.
+fn fixture_and_bf16_copy(name: &str) {
+    same_step(&fixture(name), Numerics::F32, 8);
+    let copy = bf16_copy(name);
     same_step(&copy, Numerics::F32, 8);
     std::fs::remove_dir_all(copy).unwrap();
 }
 
 #[test]
+fn llama_untied_gqa_frozen_base_is_the_loaded_base() {
+    fixture_and_bf16_copy("tiny-llama");
+}
+
+#[test]
 fn qwen3_tied_sharded_frozen_base_is_the_loaded_base() {
-    same_step(&fixture("tiny-qwen3"), Numerics::F32, 8);
-    let copy = bf16_copy("tiny-qwen3");
-    same_step(&copy, Numerics::F32, 8);
-    std::fs::remove_dir_all(copy).unwrap();
+    fixture_and_bf16_copy("tiny-qwen3");
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub const MAX_DIM: usize = (i32::MAX as usize) / 8;
 
 impl Config {
     /// A preset by name: `tiny`, `stories15m`, `stories42m`, `stories110m`, `qwen3-0.6b`,
-    /// `llama2-7b`, `llama3.2-3b`.
+    /// `llama2-7b`, `llama3.2-3b`, `smollm2-135m`.
     pub fn preset(name: &str) -> Result<Config> {
         let llama = |dim, layers, heads, hidden| Config {
             dim,
@@ -66,8 +66,15 @@ impl Config {
                 qk_norm: true,
                 ..llama(1024, 28, 16, 3072)
             },
-            // The shapes of Llama-2-7B and Llama-3.2-3B (for planning and benchmarks; their
-            // weights come from a Hugging Face directory).
+            // The shapes of Llama-2-7B, Llama-3.2-3B and SmolLM2-135M (for planning and
+            // benchmarks; their weights come from a Hugging Face directory).
+            "smollm2-135m" => Config {
+                kv_heads: 3,
+                head_dim: 64,
+                vocab: 49152,
+                rope_theta: 100_000.0,
+                ..llama(576, 30, 9, 1536)
+            },
             "llama2-7b" => Config {
                 tied: false,
                 ..llama(4096, 32, 32, 11008)
@@ -80,7 +87,7 @@ impl Config {
                 ..llama(3072, 28, 24, 8192)
             },
             other => bail!(
-                "unknown model preset {other:?} (known: tiny, stories15m, stories42m, stories110m, qwen3-0.6b, llama2-7b, llama3.2-3b)"
+                "unknown model preset {other:?} (known: tiny, stories15m, stories42m, stories110m, qwen3-0.6b, llama2-7b, llama3.2-3b, smollm2-135m)"
             ),
         })
     }
